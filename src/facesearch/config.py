@@ -1,0 +1,57 @@
+"""Settings from the environment (prefix ``FACESEARCH_``, nested with ``__``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable; unsafe values are refused at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="FACESEARCH_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="where SQLite, index snapshots and caches live")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
+    index_url: str = Field(default="memory://", description="memory:// (exact + HNSW in process)")
+    default_pack: str = "dlib"
+
+    # Image limits.
+    max_upload_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=10_000)
+    max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+    # URL fetching (off by default).
+    url_fetch_enabled: bool = False
+    url_allowed_hosts: list[str] = Field(default_factory=list)
+    url_allow_private: bool = False
+    url_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # CPU work.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0, le=64)
+
+    # Server.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @model_validator(mode="after")
+    def _enforce_safe(self) -> Settings:
+        if self.url_fetch_enabled and not self.url_allowed_hosts and not self.url_allow_private:
+            # An open fetcher with no allow-list is an SSRF tool; refuse to start like that.
+            raise ValueError("FACESEARCH_URL_FETCH_ENABLED needs FACESEARCH_URL_ALLOWED_HOSTS (JSON list)")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'facesearch.db').resolve()}"
