@@ -52,9 +52,9 @@ class Box:
 
 @dataclass(frozen=True)
 class Landmarks:
-    """Five facial points in image pixels, in this order: right eye outer corner,
-    right eye inner corner, left eye outer corner, left eye inner corner, nose base
-    (dlib's 5-point order; "right" is the subject's right, the image's left)."""
+    """Five facial points in image pixels, in dlib's 5-point order: the subject's left
+    eye outer and inner corners (on the image's right), the subject's right eye outer
+    and inner corners (on the image's left), then the base of the nose."""
 
     points: tuple[tuple[float, float], ...]
 

@@ -1,0 +1,55 @@
+"""Shared CLI plumbing: error handling, output, file reading."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from facesearch.errors import FaceSearchError, ValidationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_BAD_INPUT = 2
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a FaceSearchError into 'error CODE: message' on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except FaceSearchError as exc:
+            typer.echo(f"error {exc.code}: {exc.message}", err=True)
+            for key, value in exc.details.items():
+                typer.echo(f"  {key}: {value}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+def read_photo(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a photo file, refusing missing files and files over the byte limit."""
+    from facesearch.errors import ImageTooLarge
+
+    if not path.is_file():
+        raise ValidationError(f"no such file: {path}", field="image")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLarge(
+            f"{path} is {size} bytes, over the {max_bytes}-byte limit", details={"bytes": size}
+        )
+    return path.read_bytes()
+
+
+def print_json(payload: Any) -> None:
+    """Write ``payload`` as indented JSON to stdout."""
+    json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,65 @@
+"""The pipeline's Protocols and the model pack that bundles one of each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from facesearch.domain import Box, Detection, Embedding, Quality, RGBImage
+
+
+class Detector(Protocol):
+    """Finds faces (box, score, 5 landmarks) in an RGB image."""
+
+    def detect(self, image: RGBImage, *, upsample: int) -> list[Detection]: ...
+
+    def locate(self, image: RGBImage, box: Box) -> Detection:
+        """Landmarks for a face whose box is already known (crop mode)."""
+        ...
+
+
+class Aligner(Protocol):
+    """Cuts the aligned face chip that the embedder expects."""
+
+    def align(self, image: RGBImage, detection: Detection) -> RGBImage: ...
+
+
+class Embedder(Protocol):
+    """Turns aligned chips into embeddings (one row per chip)."""
+
+    dim: int
+
+    def embed(self, chips: Sequence[RGBImage]) -> np.ndarray: ...
+
+
+class QualityChecker(Protocol):
+    """Measures a detected face (size, border, pose, sharpness, brightness)."""
+
+    def assess(self, image: RGBImage, detection: Detection, chip: RGBImage) -> Quality: ...
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    """One detector, aligner, embedder and quality checker that belong together.
+
+    ``similarity`` maps a raw embedding distance to the [0, 1] similarity scale and
+    ``distance_for_similarity`` is its inverse; both live with the pack so a pack's
+    calibration is kept in one place.
+    """
+
+    name: str
+    detector: Detector
+    aligner: Aligner
+    embedder: Embedder
+    quality: QualityChecker
+    similarity: Callable[[float], float]
+    distance_for_similarity: Callable[[float], float]
+    default_threshold: float
+
+    def embed_one(self, chip: RGBImage) -> Embedding:
+        """The embedding of one aligned chip as a float32 vector."""
+        out = self.embedder.embed([chip])
+        return np.asarray(out[0], dtype=np.float32)

@@ -1,0 +1,145 @@
+"""The default model pack: dlib's HOG detector, 5-point landmarks and ResNet descriptor.
+
+Weights come from the PyPI package ``face-recognition-models``; its folder is found with
+``importlib.util.find_spec`` because importing it breaks on recent setuptools. The
+68-point predictor in that package is never used (its training data bars commercial use).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesearch.domain import Box, Detection, Landmarks, RGBImage
+from facesearch.errors import ModelUnavailable
+
+MODEL_PACKAGE = "face-recognition-models"
+SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
+DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+# HOG detections scoring below this are dropped (measured on groups/ and noface/: see README).
+HOG_SCORE_FLOOR = 0.0
+
+
+def models_dir() -> Path:
+    """The ``models/`` folder of face-recognition-models, without importing the package."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        candidate = Path(loc) / "models"
+        if candidate.is_dir():
+            return candidate
+    raise ModelUnavailable(
+        f"the dlib model files are missing: install the PyPI package '{MODEL_PACKAGE}'",
+        details={"package": MODEL_PACKAGE},
+    )
+
+
+def _import_dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelUnavailable(
+            "dlib is not installed: install the PyPI package 'dlib-bin'", details={"package": "dlib-bin"}
+        ) from exc
+    return dlib
+
+
+class DlibModels:
+    """Loads the dlib models once, on first use, and shares them within the process."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any, Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any, Any, Any]:
+        """(dlib module, HOG detector, 5-point shape predictor, face descriptor model)."""
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded
+
+    def _load(self) -> tuple[Any, Any, Any, Any]:
+        dlib = _import_dlib()
+        directory = self._directory or models_dir()
+        paths = [directory / SHAPE_MODEL, directory / DESCRIPTOR_MODEL]
+        for path in paths:
+            if not path.is_file():
+                raise ModelUnavailable(
+                    f"model file {path.name} not found in {directory}: reinstall '{MODEL_PACKAGE}'",
+                    details={"package": MODEL_PACKAGE, "file": path.name},
+                )
+        detector = dlib.get_frontal_face_detector()
+        predictor = dlib.shape_predictor(str(paths[0]))
+        descriptor = dlib.face_recognition_model_v1(str(paths[1]))
+        return dlib, detector, predictor, descriptor
+
+
+class DlibDetector:
+    """HOG frontal detector with a score floor, followed by the 5-point predictor."""
+
+    def __init__(self, models: DlibModels, score_floor: float = HOG_SCORE_FLOOR) -> None:
+        self._models = models
+        self._score_floor = score_floor
+
+    def detect(self, image: RGBImage, *, upsample: int) -> list[Detection]:
+        dlib, detector, predictor, _ = self._models.get()
+        rects, scores, _kinds = detector.run(image, upsample, self._score_floor)
+        found: list[Detection] = []
+        for rect, score in zip(rects, scores, strict=True):
+            shape = predictor(image, rect)
+            points = tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
+            box = Box(int(rect.left()), int(rect.top()), int(rect.width()), int(rect.height()))
+            found.append(Detection(box=box, score=float(score), landmarks=Landmarks(points)))
+        del dlib
+        return found
+
+    def locate(self, image: RGBImage, box: Box) -> Detection:
+        """Landmarks for a face whose box is already known (crop mode: no detection)."""
+        dlib, _, predictor, _ = self._models.get()
+        rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
+        shape = predictor(image, rect)
+        points = tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
+        return Detection(box=box, score=1.0, landmarks=Landmarks(points))
+
+
+class DlibAligner:
+    """dlib's ``get_face_chip``: a 150x150 chip, eyes levelled, 25% padding."""
+
+    def __init__(self, models: DlibModels) -> None:
+        self._models = models
+
+    def align(self, image: RGBImage, detection: Detection) -> RGBImage:
+        dlib, _, _, _ = self._models.get()
+        b = detection.box
+        rect = dlib.rectangle(b.left, b.top, b.right, b.bottom)
+        parts = dlib.points()
+        for x, y in detection.landmarks.points:
+            parts.append(dlib.point(int(round(x)), int(round(y))))
+        shape = dlib.full_object_detection(rect, parts)
+        chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return np.ascontiguousarray(chip, dtype=np.uint8)
+
+
+class DlibEmbedder:
+    """The 128-d ResNet descriptor (Euclidean distance; about 0.6 between different people)."""
+
+    dim = 128
+
+    def __init__(self, models: DlibModels) -> None:
+        self._models = models
+
+    def embed(self, chips: Sequence[RGBImage]) -> np.ndarray:
+        _, _, _, descriptor = self._models.get()
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = [np.asarray(descriptor.compute_face_descriptor(chip), dtype=np.float32) for chip in chips]
+        return np.stack(rows)

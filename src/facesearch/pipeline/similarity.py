@@ -1,0 +1,35 @@
+"""Distance <-> similarity: the one place where a pack's score scale is defined.
+
+Provisional mapping until calibration tables exist: a logistic curve centred on the
+pack's usual decision distance, so similarity 0.5 sits at that distance (0.6 for dlib),
+is monotonic in distance and stays in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LogisticSimilarity:
+    """similarity = 1 / (1 + exp((distance - midpoint) / scale))."""
+
+    midpoint: float
+    scale: float
+
+    def similarity(self, distance: float) -> float:
+        """Similarity in [0, 1]; higher means more alike."""
+        if math.isinf(distance) or math.isnan(distance):
+            return 0.0
+        z = (distance - self.midpoint) / self.scale
+        if z > 50:
+            return 0.0
+        if z < -50:
+            return 1.0
+        return 1.0 / (1.0 + math.exp(z))
+
+    def distance_for(self, similarity: float) -> float:
+        """The distance at which a pair reaches ``similarity`` (inverse of :meth:`similarity`)."""
+        s = min(max(similarity, 1e-12), 1.0 - 1e-12)
+        return self.midpoint + self.scale * math.log(1.0 / s - 1.0)
