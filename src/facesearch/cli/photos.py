@@ -30,7 +30,7 @@ def detect(
     image: Annotated[Path, typer.Argument(help="photo to scan (JPEG, PNG or WebP)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     pack: Annotated[str, typer.Option(help="model pack")] = "dlib",
-    min_face_size: Annotated[int, typer.Option(help="smallest face, in pixels")] = 40,
+    min_face_size: Annotated[int, typer.Option(help="smallest face, in pixels")] = 32,
 ) -> None:
     """List every face in a photo with its box, landmarks, score and quality."""
     settings = Settings()

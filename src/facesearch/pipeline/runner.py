@@ -109,7 +109,7 @@ class FacePipeline:
         every_face: bool = False,
         choice: FaceChoice = "central",
         crop: bool = False,
-        min_face_size: int = 40,
+        min_face_size: int = 32,
         max_faces: int | None = None,
         timings: Timings | None = None,
     ) -> Analysis:
@@ -167,7 +167,7 @@ class FacePipeline:
         every_face: bool = False,
         choice: FaceChoice = "central",
         crop: bool = False,
-        min_face_size: int = 40,
+        min_face_size: int = 32,
         max_faces: int | None = None,
     ) -> Analysis:
         """Decode ``data`` once at the work size (JPEG draft mode) and analyse it."""

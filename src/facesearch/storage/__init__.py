@@ -1,0 +1,16 @@
+"""SQL storage: tables, migrations and the Store (see repository.py for its conventions)."""
+
+from facesearch.storage.db import create_engine_for, migrate
+from facesearch.storage.records import DEFAULT_GROUP, ApiKeyRecord, Change, FaceBatch
+from facesearch.storage.repository import Store, open_store
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "ApiKeyRecord",
+    "Change",
+    "FaceBatch",
+    "Store",
+    "create_engine_for",
+    "migrate",
+    "open_store",
+]

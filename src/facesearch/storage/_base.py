@@ -1,0 +1,262 @@
+"""Shared plumbing of the Store: transactions, reference lookups, row -> domain conversion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from facesearch.domain import Box, Collection, Face, Group, Person
+from facesearch.errors import Conflict, NotFound, ValidationError
+from facesearch.storage.db import WRITE_OPTION
+from facesearch.storage.records import DEFAULT_GROUP
+from facesearch.storage.tables import (
+    DbChange,
+    DbCollection,
+    DbFace,
+    DbGroup,
+    DbMembership,
+    DbPerson,
+    new_uid,
+)
+
+# A ref is an integer primary key or a public string (a uid, or a collection's name).
+Ref = int | str
+
+_CHUNK = 500
+
+
+def chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
+    """Slices of ``ids`` small enough for one ``IN (...)``."""
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def check_json_object(value: Any, field: str) -> dict[str, Any]:
+    """A JSON-serialisable dict, or ValidationError naming ``field``."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} must be a JSON object", field=field)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{field} is not valid JSON: {exc}", field=field) from None
+    return dict(value)
+
+
+def check_text(value: Any, field: str, max_len: int, *, allow_empty: bool = True) -> str:
+    """A string of at most ``max_len`` characters, or ValidationError naming ``field``."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    if len(value) > max_len or (not allow_empty and not value.strip()):
+        raise ValidationError(f"{field} must be 1 to {max_len} characters", field=field)
+    return value
+
+
+class StoreBase:
+    """Sessions and helpers shared by the Store's parts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._dialect = engine.dialect.name
+
+    # --- transactions -------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """One read-only transaction."""
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One write transaction, committed on leaving; a unique-key race becomes Conflict."""
+        try:
+            with self._sessions.begin() as session:
+                session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+        except IntegrityError as exc:
+            raise Conflict(
+                "the change conflicts with existing data", details={"reason": str(exc.orig)}
+            ) from None
+
+    def _log(
+        self,
+        s: Session,
+        op: str,
+        collection_id: int,
+        *,
+        face_id: int | None = None,
+        person_id: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one change-log entry in the caller's transaction; returns its seq."""
+        if self._dialect == "postgresql":
+            # Serialise log writers so seqs become visible in order: a tailer never skips one.
+            s.execute(text("LOCK TABLE change_log IN EXCLUSIVE MODE"))
+        row = DbChange(
+            op=op, collection_id=collection_id, face_id=face_id, person_id=person_id, payload=payload
+        )
+        s.add(row)
+        s.flush()
+        return row.seq
+
+    # --- lookups ------------------------------------------------------------------
+
+    def _collection(self, s: Session, ref: Ref) -> DbCollection:
+        if isinstance(ref, int):
+            row = s.get(DbCollection, ref)
+        elif ref.startswith("col_"):
+            row = s.scalar(select(DbCollection).where(DbCollection.uid == ref))
+        else:
+            row = s.scalar(select(DbCollection).where(DbCollection.name == ref))
+        if row is None:
+            raise NotFound(f"collection {ref!r} not found", details={"collection": ref})
+        return row
+
+    def _person(self, s: Session, coll: DbCollection | None, ref: Ref) -> DbPerson:
+        if isinstance(ref, int):
+            row = s.get(DbPerson, ref)
+        else:
+            row = s.scalar(select(DbPerson).where(DbPerson.uid == ref))
+        if row is None or (coll is not None and row.collection_id != coll.id):
+            details: dict[str, Any] = {"person": ref}
+            if coll is not None:
+                details["collection"] = coll.name
+            raise NotFound(f"person {ref!r} not found", details=details)
+        return row
+
+    def _face(self, s: Session, coll: DbCollection | None, ref: Ref) -> DbFace:
+        if isinstance(ref, int):
+            row = s.get(DbFace, ref)
+        else:
+            row = s.scalar(select(DbFace).where(DbFace.uid == ref))
+        if row is None or (coll is not None and row.collection_id != coll.id):
+            details: dict[str, Any] = {"face": ref}
+            if coll is not None:
+                details["collection"] = coll.name
+            raise NotFound(f"face {ref!r} not found", details=details)
+        return row
+
+    def _group(self, s: Session, coll: DbCollection, ref: str) -> DbGroup | None:
+        col = DbGroup.uid if ref.startswith("grp_") else DbGroup.name
+        return s.scalar(select(DbGroup).where(DbGroup.collection_id == coll.id, col == ref))
+
+    def _require_group(self, s: Session, coll: DbCollection, ref: str) -> DbGroup:
+        row = self._group(s, coll, ref)
+        if row is None:
+            raise NotFound(f"group {ref!r} not found", details={"group": ref, "collection": coll.name})
+        return row
+
+    def _groups_of(self, s: Session, person_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+        """Effective group names per person (``("default",)`` when in none), sorted."""
+        ids = list(dict.fromkeys(person_ids))
+        found: dict[int, list[str]] = {}
+        for part in chunks(ids):
+            rows = s.execute(
+                select(DbMembership.person_id, DbGroup.name)
+                .join(DbGroup, DbGroup.id == DbMembership.group_id)
+                .where(DbMembership.person_id.in_(part))
+            )
+            for pid, name in rows:
+                found.setdefault(pid, []).append(name)
+        return {pid: tuple(sorted(found[pid])) if pid in found else (DEFAULT_GROUP,) for pid in ids}
+
+    def _ensure_groups(self, s: Session, coll: DbCollection, names: Iterable[str]) -> list[DbGroup]:
+        """Groups of these names (uids accepted too), creating missing ones; 'default' skipped."""
+        if isinstance(names, str | bytes):
+            raise ValidationError("groups must be a list of group names", field="groups")
+        out: dict[int, DbGroup] = {}
+        for raw in names:
+            name = check_text(raw, "groups", 100, allow_empty=False).strip()
+            if name == DEFAULT_GROUP:
+                continue
+            row = self._group(s, coll, name)
+            if row is None:
+                if name.startswith("grp_"):
+                    raise NotFound(
+                        f"group {name!r} not found", details={"group": name, "collection": coll.name}
+                    )
+                row = DbGroup(uid=new_uid("grp_"), collection_id=coll.id, name=name)
+                s.add(row)
+                s.flush()
+            out[row.id] = row
+        return list(out.values())
+
+    def _set_memberships(self, s: Session, person: DbPerson, groups: list[DbGroup]) -> tuple[str, ...]:
+        """Replace the person's memberships; returns the new effective group list."""
+        current = set(s.scalars(select(DbMembership.group_id).where(DbMembership.person_id == person.id)))
+        wanted = {g.id for g in groups}
+        for gid in current - wanted:
+            row = s.get(DbMembership, (person.id, gid))
+            if row is not None:
+                s.delete(row)
+        for gid in wanted - current:
+            s.add(DbMembership(person_id=person.id, group_id=gid))
+        s.flush()
+        names = sorted(g.name for g in groups)
+        return tuple(names) if names else (DEFAULT_GROUP,)
+
+    # --- conversion ---------------------------------------------------------------
+
+    @staticmethod
+    def _to_collection(row: DbCollection, persons: int = 0, faces: int = 0) -> Collection:
+        return Collection(
+            id=row.uid,
+            name=row.name,
+            title=row.title,
+            description=row.description,
+            kind=row.kind,
+            pack=row.pack,
+            settings=dict(row.settings or {}),
+            created_at=row.created_at,
+            person_count=persons,
+            face_count=faces,
+        )
+
+    @staticmethod
+    def _to_face(row: DbFace, person_uid: str, collection_uid: str) -> Face:
+        return Face(
+            id=row.uid,
+            person_id=person_uid,
+            collection_id=collection_uid,
+            pack=row.pack,
+            box=Box(row.box_left, row.box_top, row.box_width, row.box_height),
+            quality=dict(row.quality or {}),
+            created_at=row.created_at,
+        )
+
+    @staticmethod
+    def _to_person(
+        row: DbPerson, collection_uid: str, groups: tuple[str, ...], faces: tuple[Face, ...] = ()
+    ) -> Person:
+        return Person(
+            id=row.uid,
+            collection_id=collection_uid,
+            external_id=row.external_id,
+            name=row.name,
+            metadata=dict(row.meta or {}),
+            groups=groups,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            faces=faces,
+        )
+
+    @staticmethod
+    def _to_group(row: DbGroup, collection_uid: str, persons: int = 0) -> Group:
+        return Group(
+            id=row.uid,
+            collection_id=collection_uid,
+            name=row.name,
+            created_at=row.created_at,
+            person_count=persons,
+        )
+
+    def _faces_of(self, s: Session, person: DbPerson, collection_uid: str) -> tuple[Face, ...]:
+        rows = s.scalars(select(DbFace).where(DbFace.person_id == person.id).order_by(DbFace.id))
+        return tuple(self._to_face(f, person.uid, collection_uid) for f in rows)

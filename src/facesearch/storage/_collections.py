@@ -1,0 +1,288 @@
+"""Collections and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from facesearch.domain import Collection
+from facesearch.errors import Conflict, NotFound, ValidationError
+from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text
+from facesearch.storage.records import KINDS, OP_DROP_COLLECTION, ROLES, ApiKeyRecord
+from facesearch.storage.tables import (
+    DbApiKey,
+    DbCollection,
+    DbFace,
+    DbGroup,
+    DbMembership,
+    DbPerson,
+    new_uid,
+    utcnow,
+)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_TOUCH_EVERY = timedelta(minutes=1)
+_NO_CHANGE = {"synchronize_session": False}
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("col_"):
+        raise ValidationError(
+            "collection name must be 1-100 letters, digits, '_', '.' or '-', start with a letter or "
+            "digit and not start with 'col_'",
+            field="name",
+        )
+    return name
+
+
+def _check_kind(kind: Any) -> str:
+    if kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    return str(kind)
+
+
+def hash_key(plaintext: str) -> str:
+    """The stored form of an API key: sha256 hex."""
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+class CollectionsMixin(StoreBase):
+    """Collections and API keys."""
+
+    # --- collections --------------------------------------------------------------
+
+    def _counts(self, s: Session, collection_id: int) -> tuple[int, int]:
+        persons = s.scalar(
+            select(func.count()).select_from(DbPerson).where(DbPerson.collection_id == collection_id)
+        )
+        faces = s.scalar(
+            select(func.count()).select_from(DbFace).where(DbFace.collection_id == collection_id)
+        )
+        return int(persons or 0), int(faces or 0)
+
+    def _name_taken(self, s: Session, name: str) -> None:
+        if s.scalar(select(DbCollection.id).where(DbCollection.name == name)) is not None:
+            raise Conflict(f"collection name {name!r} is taken", details={"collection": name})
+
+    def create_collection(
+        self,
+        name: str,
+        title: str = "",
+        description: str = "",
+        kind: str = "internal",
+        pack: str = "dlib",
+        settings: dict[str, Any] | None = None,
+    ) -> Collection:
+        """Create an empty collection; Conflict when the name is taken."""
+        row = DbCollection(
+            uid=new_uid("col_"),
+            name=_check_name(name),
+            title=check_text(title, "title", 200),
+            description=check_text(description, "description", 10_000),
+            kind=_check_kind(kind),
+            pack=check_text(pack, "pack", 50, allow_empty=False),
+            settings=check_json_object(settings or {}, "settings"),
+        )
+        with self._write() as s:
+            self._name_taken(s, name)
+            s.add(row)
+            s.flush()
+            return self._to_collection(row)
+
+    def get_collection(self, ref: Ref) -> Collection:
+        """A collection by primary key, uid or name, with its person and face counts."""
+        with self._read() as s:
+            row = self._collection(s, ref)
+            return self._to_collection(row, *self._counts(s, row.id))
+
+    def collection_pk(self, ref: Ref) -> int:
+        """The integer primary key of a collection given by uid or name."""
+        with self._read() as s:
+            return self._collection(s, ref).id
+
+    def collection_pks(self) -> dict[int, str]:
+        """Every collection's primary key mapped to its name (for the index)."""
+        with self._read() as s:
+            return {pk: name for pk, name in s.execute(select(DbCollection.id, DbCollection.name))}
+
+    def list_collections(self) -> list[Collection]:
+        """Every collection, oldest first, with person and face counts (one query)."""
+        pc = (
+            select(DbPerson.collection_id.label("cid"), func.count().label("n"))
+            .group_by(DbPerson.collection_id)
+            .subquery()
+        )
+        fc = (
+            select(DbFace.collection_id.label("cid"), func.count().label("n"))
+            .group_by(DbFace.collection_id)
+            .subquery()
+        )
+        stmt = (
+            select(DbCollection, func.coalesce(pc.c.n, 0), func.coalesce(fc.c.n, 0))
+            .outerjoin(pc, pc.c.cid == DbCollection.id)
+            .outerjoin(fc, fc.c.cid == DbCollection.id)
+            .order_by(DbCollection.id)
+        )
+        with self._read() as s:
+            return [self._to_collection(row, int(p), int(f)) for row, p, f in s.execute(stmt)]
+
+    def update_collection(
+        self,
+        ref: Ref,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        kind: str | None = None,
+        pack: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Collection:
+        """Edit a collection; ``settings`` is merged key by key (a None value removes the key).
+
+        Changing ``pack`` is refused (Conflict) once the collection holds faces.
+        """
+        with self._write() as s:
+            row = self._collection(s, ref)
+            if name is not None and name != row.name:
+                self._name_taken(s, _check_name(name))
+                row.name = name
+            if title is not None:
+                row.title = check_text(title, "title", 200)
+            if description is not None:
+                row.description = check_text(description, "description", 10_000)
+            if kind is not None:
+                row.kind = _check_kind(kind)
+            if pack is not None and pack != row.pack:
+                check_text(pack, "pack", 50, allow_empty=False)
+                if self._counts(s, row.id)[1]:
+                    raise Conflict(
+                        "the model pack of a collection with faces cannot change",
+                        details={"collection": row.name, "pack": row.pack},
+                    )
+                row.pack = pack
+            if settings is not None:
+                merged = dict(row.settings or {})
+                for key, value in check_json_object(settings, "settings").items():
+                    if value is None:
+                        merged.pop(key, None)
+                    else:
+                        merged[key] = value
+                row.settings = merged
+            s.flush()
+            return self._to_collection(row, *self._counts(s, row.id))
+
+    def delete_collection(self, ref: Ref) -> None:
+        """Delete a collection with its persons, groups and faces; logs one 'drop_collection'."""
+        with self._write() as s:
+            row = self._collection(s, ref)
+            cid = row.id
+            persons = select(DbPerson.id).where(DbPerson.collection_id == cid)
+            s.execute(
+                delete(DbMembership).where(DbMembership.person_id.in_(persons)), execution_options=_NO_CHANGE
+            )
+            s.execute(delete(DbFace).where(DbFace.collection_id == cid), execution_options=_NO_CHANGE)
+            s.execute(delete(DbGroup).where(DbGroup.collection_id == cid), execution_options=_NO_CHANGE)
+            s.execute(delete(DbPerson).where(DbPerson.collection_id == cid), execution_options=_NO_CHANGE)
+            s.delete(row)
+            s.flush()
+            self._log(s, OP_DROP_COLLECTION, cid, payload={"name": row.name, "uid": row.uid})
+
+    # --- API keys -----------------------------------------------------------------
+
+    @staticmethod
+    def _to_key(row: DbApiKey) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            id=row.uid,
+            name=row.name,
+            prefix=row.prefix,
+            role=row.role,
+            collections=tuple(row.collections) if row.collections is not None else None,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
+
+    def create_api_key(
+        self, name: str, role: str, collections: list[str] | None = None
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new key: its record and the plaintext (shown once; only its sha256 is stored)."""
+        check_text(name, "name", 100)
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
+        if collections is not None and (
+            not isinstance(collections, list) or not all(isinstance(c, str) and c for c in collections)
+        ):
+            raise ValidationError("collections must be a list of collection names", field="collections")
+        plaintext = "fs_" + secrets.token_urlsafe(32)
+        row = DbApiKey(
+            uid=new_uid("key_"),
+            name=name,
+            prefix=plaintext[:8],
+            key_hash=hash_key(plaintext),
+            role=role,
+            collections=list(dict.fromkeys(collections)) if collections is not None else None,
+        )
+        with self._write() as s:
+            s.add(row)
+            s.flush()
+            return self._to_key(row), plaintext
+
+    def verify_api_key(self, plaintext: str) -> ApiKeyRecord | None:
+        """The record of a valid key, else None (unknown or revoked).
+
+        Records ``last_used_at`` at most once a minute, in a second short write transaction
+        taken only when due, so checking a key does not queue behind writers.
+        """
+        if not isinstance(plaintext, str) or not plaintext:
+            return None
+        digest = hash_key(plaintext)
+        with self._read() as s:
+            row = s.scalar(select(DbApiKey).where(DbApiKey.key_hash == digest))
+            if row is None or row.revoked_at is not None:
+                return None
+            record = self._to_key(row)
+        now = utcnow()
+        if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
+            with self._write() as s:
+                s.execute(
+                    update(DbApiKey)
+                    .where(DbApiKey.key_hash == digest, DbApiKey.revoked_at.is_(None))
+                    .values(last_used_at=now),
+                    execution_options=_NO_CHANGE,
+                )
+            record = replace(record, last_used_at=now)
+        return record
+
+    def list_api_keys(self, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        """Every key's record, oldest first."""
+        stmt = select(DbApiKey).order_by(DbApiKey.id)
+        if not include_revoked:
+            stmt = stmt.where(DbApiKey.revoked_at.is_(None))
+        with self._read() as s:
+            return [self._to_key(r) for r in s.scalars(stmt)]
+
+    def revoke_api_key(self, uid: str) -> ApiKeyRecord:
+        """Revoke a key (idempotent); NotFound for an unknown id."""
+        with self._write() as s:
+            row = s.scalar(select(DbApiKey).where(DbApiKey.uid == uid))
+            if row is None:
+                raise NotFound(f"API key {uid!r} not found", details={"key": uid})
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                s.flush()
+            return self._to_key(row)
+
+    def count_api_keys(self, active_only: bool = True) -> int:
+        """How many keys exist (by default only those not revoked)."""
+        stmt = select(func.count()).select_from(DbApiKey)
+        if active_only:
+            stmt = stmt.where(DbApiKey.revoked_at.is_(None))
+        with self._read() as s:
+            return int(s.scalar(stmt) or 0)

@@ -1,0 +1,65 @@
+"""API keys: only hashes stored, verification, revocation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from facesearch.errors import NotFound, ValidationError
+from facesearch.storage import Store
+from facesearch.storage._collections import hash_key
+from facesearch.storage.tables import DbApiKey
+
+
+def test_only_the_hash_is_stored(store: Store, db_path: Path) -> None:
+    record, key = store.create_api_key("ci", "writer", ["staff"])
+    assert key.startswith("fs_") and len(key) > 40
+    assert record.id.startswith("key_") and record.prefix == key[:8] and record.collections == ("staff",)
+    store.close()  # checkpoint the WAL into the file
+    files = [db_path, db_path.with_name(db_path.name + "-wal")]
+    blob = b"".join(f.read_bytes() for f in files if f.exists())
+    assert key.encode() not in blob
+    assert key[8:].encode() not in blob
+    assert hash_key(key).encode() in blob
+
+
+def test_verify_and_revoke(store: Store) -> None:
+    record, key = store.create_api_key("admin", "admin")
+    assert record.collections is None and record.allows("anything")
+    assert store.verify_api_key("fs_wrong") is None
+    assert store.verify_api_key("") is None
+    got = store.verify_api_key(key)
+    assert got is not None and got.id == record.id and got.role == "admin"
+    assert got.last_used_at is not None
+    assert store.count_api_keys() == 1
+    revoked = store.revoke_api_key(record.id)
+    assert revoked.revoked and store.revoke_api_key(record.id).revoked_at == revoked.revoked_at
+    assert store.verify_api_key(key) is None
+    assert store.count_api_keys() == 0 and store.count_api_keys(active_only=False) == 1
+    assert store.list_api_keys(include_revoked=False) == []
+    assert [k.id for k in store.list_api_keys()] == [record.id]
+    with pytest.raises(NotFound):
+        store.revoke_api_key("key_missing")
+
+
+def test_last_used_updated_at_most_once_a_minute(store: Store) -> None:
+    record, key = store.create_api_key("r", "reader", [])
+    first = store.verify_api_key(key)
+    assert first is not None and first.last_used_at is not None
+    again = store.verify_api_key(key)
+    assert again is not None and again.last_used_at == first.last_used_at
+    stale = first.last_used_at - timedelta(minutes=2)
+    with store.engine.begin() as conn:
+        conn.execute(update(DbApiKey).values(last_used_at=stale))
+    later = store.verify_api_key(key)
+    assert later is not None and later.last_used_at is not None and later.last_used_at > first.last_used_at
+    assert record.collections == () and not record.allows("staff")
+
+
+def test_bad_role_refused(store: Store) -> None:
+    with pytest.raises(ValidationError) as info:
+        store.create_api_key("x", "root")
+    assert info.value.details["field"] == "role"
