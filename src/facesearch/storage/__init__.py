@@ -1,7 +1,7 @@
 """SQL storage: tables, migrations and the Store (see repository.py for its conventions)."""
 
 from facesearch.storage.db import create_engine_for, migrate
-from facesearch.storage.records import DEFAULT_GROUP, ApiKeyRecord, Change, FaceBatch
+from facesearch.storage.records import DEFAULT_GROUP, ApiKeyRecord, Change, FaceBatch, NewFace
 from facesearch.storage.repository import Store, open_store
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "ApiKeyRecord",
     "Change",
     "FaceBatch",
+    "NewFace",
     "Store",
     "create_engine_for",
     "migrate",

@@ -20,6 +20,7 @@ from facesearch.storage.records import (
     OP_SET_GROUPS,
     Change,
     FaceBatch,
+    NewFace,
     decode_embedding,
     decode_embeddings,
     encode_embedding,
@@ -79,56 +80,62 @@ class FacesMixin(StoreBase):
         ValidationError when the pack is not the collection's or the dimension differs
         from the faces already there.
         """
-        data, dim = encode_embedding(embedding)
-        box = _check_box(box)
-        qual = check_json_object(quality or {}, "quality")
-        if thumbnail is not None and not isinstance(thumbnail, bytes | bytearray | memoryview):
-            raise ValidationError("thumbnail must be bytes", field="thumbnail")
-        if content_hash is not None:
-            check_text(content_hash, "content_hash", 64, allow_empty=False)
+        face = NewFace(
+            pack, np.asarray(embedding, dtype=np.float32), box, quality or {}, thumbnail, content_hash
+        )
         with self._write() as s:
             coll = self._collection(s, collection_id)
             person = self._person(s, coll, person_id)
-            if pack != coll.pack:
-                raise ValidationError(
-                    f"pack {pack!r} is not the collection's pack {coll.pack!r}",
-                    field="pack",
-                    details={"collection": coll.name},
-                )
-            known = s.scalar(select(DbFace.dim).where(DbFace.collection_id == coll.id).limit(1))
-            if known is not None and known != dim:
-                raise ValidationError(
-                    f"embedding has {dim} values, the collection's faces have {known}",
-                    field="embedding",
-                    details={"collection": coll.name},
-                )
-            row = DbFace(
-                uid=new_uid("fac_"),
-                person_id=person.id,
-                collection_id=coll.id,
-                pack=pack,
-                dim=dim,
-                embedding=data,
-                box_left=int(box.left),
-                box_top=int(box.top),
-                box_width=int(box.width),
-                box_height=int(box.height),
-                quality=qual,
-                thumbnail=bytes(thumbnail) if thumbnail is not None else None,
-                content_hash=content_hash,
-            )
-            s.add(row)
-            person.updated_at = utcnow()
-            s.flush()
-            self._log(
-                s,
-                OP_ADD_FACE,
-                coll.id,
-                face_id=row.id,
-                person_id=person.id,
-                payload={"pack": pack, "dim": dim},
-            )
+            row = self._insert_face(s, coll, person, face)
             return self._to_face(row, person.uid, coll.uid)
+
+    def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace:
+        """Insert a face row and its 'add_face' log entry inside the caller's transaction."""
+        data, dim = encode_embedding(face.embedding)
+        box = _check_box(face.box)
+        qual = check_json_object(face.quality or {}, "quality")
+        thumbnail = face.thumbnail
+        if thumbnail is not None and not isinstance(thumbnail, bytes | bytearray | memoryview):
+            raise ValidationError("thumbnail must be bytes", field="thumbnail")
+        if face.content_hash is not None:
+            check_text(face.content_hash, "content_hash", 64, allow_empty=False)
+        pack = face.pack
+        content_hash = face.content_hash
+        if pack != coll.pack:
+            raise ValidationError(
+                f"pack {pack!r} is not the collection's pack {coll.pack!r}",
+                field="pack",
+                details={"collection": coll.name},
+            )
+        known = s.scalar(select(DbFace.dim).where(DbFace.collection_id == coll.id).limit(1))
+        if known is not None and known != dim:
+            raise ValidationError(
+                f"embedding has {dim} values, the collection's faces have {known}",
+                field="embedding",
+                details={"collection": coll.name},
+            )
+        row = DbFace(
+            uid=new_uid("fac_"),
+            person_id=person.id,
+            collection_id=coll.id,
+            pack=pack,
+            dim=dim,
+            embedding=data,
+            box_left=int(box.left),
+            box_top=int(box.top),
+            box_width=int(box.width),
+            box_height=int(box.height),
+            quality=qual,
+            thumbnail=bytes(thumbnail) if thumbnail is not None else None,
+            content_hash=content_hash,
+        )
+        s.add(row)
+        person.updated_at = utcnow()
+        s.flush()
+        self._log(
+            s, OP_ADD_FACE, coll.id, face_id=row.id, person_id=person.id, payload={"pack": pack, "dim": dim}
+        )
+        return row
 
     def get_face(self, ref: Ref) -> Face:
         """A face by uid or primary key, any collection."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from facesearch.storage.records import (
     DEFAULT_GROUP_ID,
     OP_REMOVE_PERSON,
     OP_SET_GROUPS,
+    NewFace,
     decode_cursor,
     encode_cursor,
 )
@@ -45,6 +47,10 @@ class PersonsMixin(StoreBase):
 
     # --- persons ------------------------------------------------------------------
 
+    if TYPE_CHECKING:  # provided by FacesMixin in the combined Store
+
+        def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace: ...
+
     def _external_id_taken(self, s: Session, coll: DbCollection, external_id: str) -> None:
         stmt = select(DbPerson.id).where(
             DbPerson.collection_id == coll.id, DbPerson.external_id == external_id
@@ -65,10 +71,13 @@ class PersonsMixin(StoreBase):
         name: str = "",
         metadata: dict[str, Any] | None = None,
         groups: Iterable[str] = (),
+        faces: Sequence[NewFace] = (),
     ) -> Person:
         """Create a person (external_id defaults to the new uid); missing groups are created.
 
-        Conflict when the external_id is taken. Logs one 'set_groups'.
+        ``faces`` are stored in the same transaction, so the person never exists half
+        enrolled. Conflict when the external_id is taken. Logs one 'set_groups' and one
+        'add_face' per face.
         """
         uid = new_uid("per_")
         ext = check_text(external_id, "external_id", 255) if external_id else uid
@@ -83,7 +92,9 @@ class PersonsMixin(StoreBase):
             s.flush()
             effective = self._set_memberships(s, row, self._ensure_groups(s, coll, groups))
             self._log_groups(s, coll.id, row.id, effective)
-            return self._to_person(row, coll.uid, effective)
+            stored = [self._insert_face(s, coll, row, face) for face in faces]
+            person = self._to_person(row, coll.uid, effective)
+            return replace(person, faces=tuple(self._to_face(f, row.uid, coll.uid) for f in stored))
 
     def get_person(self, collection_id: Ref, ref: Ref) -> Person:
         """A person of the collection (by uid or primary key), with its faces."""

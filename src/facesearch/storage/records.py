@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from facesearch.domain import Box
 from facesearch.errors import ValidationError
 
 #: Change-log operations.
@@ -47,6 +48,18 @@ class Change:
     payload: dict[str, Any] | None
     embedding: npt.NDArray[np.float32] | None = field(compare=False)
     groups: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, eq=False)
+class NewFace:
+    """A face to store: what the pipeline measured, ready for ``add_face``/``create_person``."""
+
+    pack: str
+    embedding: npt.NDArray[np.float32]
+    box: Box
+    quality: dict[str, Any]
+    thumbnail: bytes | None = None
+    content_hash: str | None = None
 
 
 class FaceBatch(NamedTuple):
