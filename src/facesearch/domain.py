@@ -153,3 +153,73 @@ class Person:
     created_at: datetime
     updated_at: datetime
     faces: tuple[Face, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class QueryFace:
+    """A face found in a query photo, as reported back to the caller."""
+
+    box: Box
+    score: float
+    landmarks: Landmarks
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class Match:
+    """One candidate of a search, best first."""
+
+    rank: int
+    similarity: float
+    distance: float
+    person: Person
+    face_id: str
+    collection: str  # the collection's name
+    thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    """The answer to "who is this?"."""
+
+    matches: tuple[Match, ...]
+    face: QueryFace
+    threshold: float
+    searched: int
+    query_time_ms: float
+    timings: dict[str, float]
+    auto_enrolled_face_id: str | None = None
+    created_person_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face of a group photo with its matches (identify-all)."""
+
+    face: QueryFace
+    crop: bytes  # JPEG
+    matches: tuple[Match, ...]
+
+
+@dataclass(frozen=True)
+class IdentifyAllResult:
+    """Every face of a photo: recognised ones with matches, and the unrecognised ones."""
+
+    faces: tuple[FaceResult, ...]
+    unrecognized: tuple[FaceResult, ...]
+    threshold: float
+    searched: int
+    query_time_ms: float
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """A 1:1 comparison."""
+
+    similarity: float
+    distance: float
+    match: bool
+    threshold: float
+    faces: tuple[QueryFace, ...]
+    query_time_ms: float

@@ -19,7 +19,7 @@ from typing import Literal
 
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality, RGBImage
 from facesearch.errors import NoFaceDetected
-from facesearch.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
+from facesearch.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, crop_face, decode_image, encode_jpeg
 from facesearch.pipeline.base import ModelPack
 
 WORK_MAX_SIDE = 1024
@@ -49,6 +49,7 @@ class Analysis:
     width: int
     height: int
     timings: Timings = field(default_factory=Timings)
+    crops: tuple[bytes, ...] = ()  # JPEG crops of each face, when asked for
 
 
 def choose_face(detections: list[Detection], width: int, height: int, how: FaceChoice) -> int:
@@ -169,8 +170,13 @@ class FacePipeline:
         crop: bool = False,
         min_face_size: int = 32,
         max_faces: int | None = None,
+        crop_output: tuple[int | None, float] | None = None,
     ) -> Analysis:
-        """Decode ``data`` once at the work size (JPEG draft mode) and analyse it."""
+        """Decode ``data`` once at the work size (JPEG draft mode) and analyse it.
+
+        ``crop_output`` = (width or None, aspect): also return a JPEG crop of each face
+        (with a 20% margin), cut from the decoded image.
+        """
         timings = Timings()
         t0 = time.perf_counter()
         decoded = decode_image(
@@ -187,4 +193,22 @@ class FacePipeline:
             max_faces=max_faces,
             timings=timings,
         )
-        return replace(analysis, width=decoded.original_width, height=decoded.original_height)
+        crops: tuple[bytes, ...] = ()
+        if crop_output is not None:
+            size, aspect = crop_output
+            crops = tuple(
+                encode_jpeg(
+                    crop_face(
+                        decoded.pixels,
+                        f.detection.box.left * decoded.scale,
+                        f.detection.box.top * decoded.scale,
+                        f.detection.box.width * decoded.scale,
+                        f.detection.box.height * decoded.scale,
+                        output_size=size,
+                        output_aspect=aspect,
+                    ),
+                    quality=88,
+                )
+                for f in analysis.faces
+            )
+        return replace(analysis, width=decoded.original_width, height=decoded.original_height, crops=crops)
