@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import photos
+from facesearch.cli import photos, store
 
 app = typer.Typer(
     name="facesearch",
@@ -15,6 +15,10 @@ app = typer.Typer(
 )
 app.command()(photos.detect)
 app.command()(photos.compare)
+app.add_typer(store.collections_app, name="collections")
+app.add_typer(store.persons_app, name="persons")
+app.command()(store.enroll)
+app.command()(store.identify)
 
 
 def main() -> None:

@@ -1,0 +1,286 @@
+"""CLI commands over the durable store: collections, enrol, identify, persons."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from facesearch.cli.common import handle_errors, print_json, read_photo
+from facesearch.cli.context import settings_for
+from facesearch.errors import FaceSearchError, ValidationError
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="data folder (default: $FACESEARCH_DATA_DIR or ./data)")
+]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name or id")]
+
+collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
+persons_app = typer.Typer(help="List persons.", no_args_is_help=True)
+
+
+def open_service(data_dir: Path | None, *, workers: int = 0) -> Any:
+    """The FaceSearch service on the data folder; ``workers`` > 0 embeds in worker processes."""
+    from facesearch.analyzer import ProcessAnalyzer
+    from facesearch.service import FaceSearch
+
+    settings = settings_for(data_dir)
+    return FaceSearch(settings, analyzer=ProcessAnalyzer(workers) if workers > 0 else None)
+
+
+@collections_app.command("create")
+@handle_errors
+def collections_create(
+    name: Annotated[str, typer.Argument(help="unique name: letters, digits, '.', '_', '-'")],
+    title: Annotated[str, typer.Option(help="a title for people")] = "",
+    description: Annotated[str, typer.Option(help="what the collection holds")] = "",
+    kind: Annotated[str, typer.Option(help="internal, external or watchlist")] = "internal",
+    pack: Annotated[str | None, typer.Option(help="model pack (default: dlib)")] = None,
+    settings: Annotated[
+        str | None, typer.Option(help="JSON settings, e.g. '{\"auto_enroll\": true}'")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a collection."""
+    try:
+        parsed = json.loads(settings) if settings else None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--settings is not valid JSON: {exc}", field="settings") from None
+    svc = open_service(data_dir)
+    try:
+        c = svc.create_collection(
+            name, title=title, description=description, kind=kind, pack=pack, settings=parsed
+        )
+    finally:
+        svc.close()
+    typer.echo(f"created collection {c.name} ({c.id}, pack {c.pack})")
+
+
+@collections_app.command("list")
+@handle_errors
+def collections_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False, data_dir: DataDir = None
+) -> None:
+    """List collections with their person and face counts."""
+    svc = open_service(data_dir)
+    try:
+        colls = svc.list_collections()
+    finally:
+        svc.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "pack": c.pack,
+                    "persons": c.person_count,
+                    "faces": c.face_count,
+                }  # fmt: skip
+                for c in colls
+            ]
+        )
+        return
+    if not colls:
+        typer.echo("No collections yet: facesearch collections create NAME")
+    for c in colls:
+        typer.echo(
+            f"{c.name:24} {c.person_count:>8} persons {c.face_count:>9} faces  {c.kind:9} {c.pack}  {c.id}"
+        )
+
+
+@collections_app.command("delete")
+@handle_errors
+def collections_delete(
+    name: Annotated[str, typer.Argument(help="collection name or id")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete a collection with every person, face and thumbnail in it."""
+    svc = open_service(data_dir)
+    try:
+        c = svc.get_collection(name)
+        if not yes:
+            typer.confirm(
+                f"Delete {c.name} with {c.person_count} persons and {c.face_count} faces?", abort=True
+            )
+        svc.delete_collection(c.id)
+    finally:
+        svc.close()
+    typer.echo(f"deleted collection {c.name}")
+
+
+@dataclass
+class EnrolReport:
+    """What an enrolment run did."""
+
+    enrolled: int = 0
+    skipped: int = 0
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  # path, code, reason
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _enrol_person(svc: Any, collection: str, folder: Path, report: EnrolReport, tick: Any) -> None:
+    external_id = folder.name
+    found, _ = svc.list_persons(collection, external_id=external_id, limit=1)
+    person = found[0] if found else None
+    for photo in sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
+        try:
+            data = read_photo(photo, svc.settings.max_upload_bytes)
+            digest = hashlib.sha256(data).hexdigest()
+            if person is not None and svc.store.find_face_by_hash(collection, person.id, digest):
+                with report.lock:
+                    report.skipped += 1
+                continue
+            if person is None:
+                person = svc.create_person(
+                    collection, external_id=external_id, name=external_id.replace("_", " "), images=[data]
+                )
+            else:
+                svc.add_face(collection, person.id, data)
+            with report.lock:
+                report.enrolled += 1
+        except FaceSearchError as exc:
+            reason = str(exc.details.get("reason", exc.message))
+            with report.lock:
+                report.refused.append((str(photo), exc.code, reason))
+        finally:
+            tick()
+
+
+@handle_errors
+def enroll(
+    folder: Annotated[Path, typer.Argument(help="a folder with one sub-folder of photos per person")],
+    collection: CollectionOpt,
+    workers: Annotated[int, typer.Option(help="worker processes for embedding (default: cores)")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Enrol a folder of persons (sub-folder name = external id); re-run it to resume."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if not folder.is_dir():
+        raise ValidationError(f"no such folder: {folder}", field="folder")
+    people = sorted(p for p in folder.iterdir() if p.is_dir())
+    total = sum(1 for p in people for f in p.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)
+    settings = settings_for(data_dir)
+    n_workers = workers or settings.workers or 1
+    svc = open_service(data_dir, workers=n_workers)
+    report = EnrolReport()
+    try:
+        svc.get_collection(collection)
+        columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task("enrol", total=total)
+
+            def tick() -> None:
+                progress.advance(task)
+
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                for future in [pool.submit(_enrol_person, svc, collection, p, report, tick) for p in people]:
+                    future.result()
+    finally:
+        svc.close()
+    typer.echo(
+        f"{report.enrolled} photos enrolled, {report.skipped} already enrolled, {len(report.refused)} refused"
+    )
+    reasons: dict[str, int] = {}
+    for _, code, reason in report.refused:
+        key = f"{code} {reason}" if reason and reason != code else code
+        reasons[key] = reasons.get(key, 0) + 1
+    for key, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {count:>6}  {key}")
+    for path, code, reason in report.refused[:20]:
+        typer.echo(f"  refused {path}: {code} {reason}")
+
+
+@handle_errors
+def identify(
+    image: Annotated[Path, typer.Argument(help="photo of the face to identify")],
+    collection: CollectionOpt,
+    top_k: Annotated[int, typer.Option("--top-k", help="how many matches, 1-100")] = 1,
+    threshold: Annotated[float | None, typer.Option(help="minimum similarity, 0-1")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Who is this? The best matches of the photo's central face in a collection."""
+    svc = open_service(data_dir)
+    try:
+        data = read_photo(image, svc.settings.max_upload_bytes)
+        r = svc.identify(collection, data, top_k=top_k, threshold=threshold)
+    finally:
+        svc.close()
+    if as_json:
+        print_json(
+            {
+                "matches": [
+                    {
+                        "rank": m.rank,
+                        "similarity": m.similarity,
+                        "distance": m.distance,
+                        "person_id": m.person.id,
+                        "external_id": m.person.external_id,
+                        "name": m.person.name,
+                        "face_id": m.face_id,
+                    }  # fmt: skip
+                    for m in r.matches
+                ],
+                "threshold": r.threshold,
+                "searched": r.searched,
+                "query_time_ms": r.query_time_ms,
+                "timings": r.timings,
+            }
+        )
+        return
+    if not r.matches:
+        typer.echo(f"No match above similarity {r.threshold} among {r.searched} faces.")
+    for m in r.matches:
+        label = m.person.name or m.person.external_id
+        typer.echo(f"{m.rank}. {label} ({m.person.external_id})  similarity {m.similarity:.3f}")
+
+
+@persons_app.command("list")
+@handle_errors
+def persons_list(
+    collection: CollectionOpt,
+    group: Annotated[str | None, typer.Option(help="only this group")] = None,
+    limit: Annotated[int, typer.Option(help="page size, 1-1000")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="cursor printed by the previous page")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List the persons of a collection, a page at a time."""
+    svc = open_service(data_dir)
+    try:
+        persons, next_cursor = svc.list_persons(collection, group=group, limit=limit, cursor=cursor)
+    finally:
+        svc.close()
+    if as_json:
+        print_json(
+            {
+                "persons": [
+                    {
+                        "id": p.id,
+                        "external_id": p.external_id,
+                        "name": p.name,
+                        "groups": list(p.groups),
+                        "metadata": p.metadata,
+                    }  # fmt: skip
+                    for p in persons
+                ],
+                "next_cursor": next_cursor,
+            }
+        )
+        return
+    for p in persons:
+        typer.echo(f"{p.external_id:32} {p.name:32} {','.join(p.groups):20} {p.id}")
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
