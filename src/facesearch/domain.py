@@ -223,3 +223,5 @@ class VerifyResult:
     threshold: float
     faces: tuple[QueryFace, ...]
     query_time_ms: float
+    searched: int = 0  # reference faces compared
+    timings: dict[str, float] = field(default_factory=dict)

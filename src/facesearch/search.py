@@ -383,12 +383,17 @@ class SearchMixin:
             pack_name = pack or self.settings.default_pack
             limit = self.pack(pack_name).default_threshold if threshold is None else float(threshold)
         model = self.pack(pack_name)
-        a = self._analyse(pack_name, image_a, crop=crop).faces[0]
+        analysis_a = self._analyse(pack_name, image_a, crop=crop)
+        a = analysis_a.faces[0]
         faces = [query_face(a)]
+        timings = analysis_a.timings.to_dict()
         if image_b is not None:
-            b = self._analyse(pack_name, image_b, crop=crop).faces[0]
+            analysis_b = self._analyse(pack_name, image_b, crop=crop)
+            b = analysis_b.faces[0]
             faces.append(query_face(b))
             references = b.embedding.reshape(1, -1)
+            for stage, ms in analysis_b.timings.to_dict().items():
+                timings[stage] = timings.get(stage, 0.0) + ms
         distance = float(np.min(np.linalg.norm(references - a.embedding, axis=1)))
         similarity = model.similarity(distance)
         return VerifyResult(
@@ -398,6 +403,8 @@ class SearchMixin:
             threshold=limit,
             faces=tuple(faces),
             query_time_ms=round((time.perf_counter() - started) * 1000, 2),
+            searched=len(references),
+            timings=timings,
         )
 
     def detect(

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from facesearch.analyzer import AnalyseRequest, Analyzer, LocalAnalyzer
 from facesearch.config import Settings
 from facesearch.domain import Collection, Face, FaceObservation, Group, Person
@@ -24,7 +26,7 @@ from facesearch.index import VectorIndex, open_index
 from facesearch.pipeline import ModelPack, build_pack
 from facesearch.pipeline.gate import DEFAULT_GATE, QualityGate
 from facesearch.search import SearchMixin
-from facesearch.storage import NewFace, Store, open_store
+from facesearch.storage import Change, NewFace, Store, open_store
 from facesearch.storage.records import KINDS
 
 log = logging.getLogger("facesearch.service")
@@ -124,9 +126,8 @@ class FaceSearch(SearchMixin):
                 changes = self.store.changes_since(self.index.applied_seq, limit=10_000)
                 if not changes:
                     break
-                for c in changes:
-                    self._apply(c)
-                    self.index.applied_seq = c.seq
+                self._apply(changes)
+                self.index.applied_seq = changes[-1].seq
                 applied += len(changes)
             if (
                 self.snapshot_dir is not None
@@ -135,23 +136,33 @@ class FaceSearch(SearchMixin):
                 self._save_snapshot()
         return applied
 
-    def _apply(self, c: Any) -> None:
+    def _apply(self, changes: Sequence[Change]) -> None:
+        """Apply log entries in order, adding runs of new faces to the index in bulk."""
         idx = self.index
-        if c.op == "add_face":
-            if c.embedding is not None and c.face_id is not None and c.person_id is not None:
-                idx.add(c.collection_id, [c.face_id], [c.person_id], c.embedding.reshape(1, -1))
-                idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
-        elif c.op == "remove_face":
-            if c.face_id is not None:
+        pending: dict[int, list[Change]] = {}
+
+        def flush() -> None:
+            for partition, adds in pending.items():
+                vectors = np.stack([c.embedding for c in adds if c.embedding is not None])
+                idx.add(partition, [c.face_id or 0 for c in adds], [c.person_id or 0 for c in adds], vectors)
+            pending.clear()
+
+        for c in changes:
+            if c.op == "add_face":
+                if c.embedding is not None and c.face_id is not None and c.person_id is not None:
+                    pending.setdefault(c.collection_id, []).append(c)
+                    idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
+                continue
+            flush()
+            if c.op == "remove_face" and c.face_id is not None:
                 idx.remove_faces(c.collection_id, [c.face_id])
-        elif c.op == "set_groups":
-            if c.person_id is not None:
+            elif c.op == "set_groups" and c.person_id is not None:
                 idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
-        elif c.op == "remove_person":
-            if c.person_id is not None:
+            elif c.op == "remove_person" and c.person_id is not None:
                 idx.remove_person(c.collection_id, c.person_id)
-        elif c.op == "drop_collection":
-            idx.drop_partition(c.collection_id)
+            elif c.op == "drop_collection":
+                idx.drop_partition(c.collection_id)
+        flush()
 
     def _save_snapshot(self) -> None:
         if self.snapshot_dir is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import photos, store
+from facesearch.cli import photos, server, store
 
 app = typer.Typer(
     name="facesearch",
@@ -19,6 +19,8 @@ app.add_typer(store.collections_app, name="collections")
 app.add_typer(store.persons_app, name="persons")
 app.command()(store.enroll)
 app.command()(store.identify)
+app.command()(server.serve)
+app.add_typer(server.keys_app, name="keys")
 
 
 def main() -> None:
