@@ -62,7 +62,7 @@ STAGES = (
     ("decode", "decode (`decode_image`, target_max_side=WORK_MAX_SIDE)"),
     ("detect_up0", "detect, upsample=0 (HOG + 5-point landmarks)"),
     ("detect_up1", "detect, upsample=1 (HOG + 5-point landmarks)"),
-    ("detect_policy", "detect, runner policy (0, then 1 if nothing found)"),
+    ("detect_policy", "detect, runner policy (half size, full, then upsampled)"),
     ("landmarks", "landmarks alone (5-point `locate`, 1 face; part of detect)"),
     ("align", "align (`get_face_chip` 150x150)"),
     ("quality", "quality (`BasicQualityChecker.assess`)"),
@@ -164,11 +164,8 @@ def lfw_photos(faces: Path, count: int) -> list[tuple[str, bytes]]:
 
 
 def detect_policy(pack: ModelPack, pixels: np.ndarray) -> list[Detection]:
-    """The runner's one-face policy (``FacePipeline.analyse`` without every_face/crop)."""
-    found = pack.detector.detect(pixels, upsample=0)
-    if not found:
-        found = pack.detector.detect(pixels, upsample=MAX_UPSAMPLE)
-    return found
+    """The runner's one-face policy (``FacePipeline.detect_single``)."""
+    return FacePipeline(pack).detect_single(pixels)
 
 
 def prepare(pack: ModelPack, photos: list[tuple[str, bytes]]) -> tuple[list[Sample], dict[str, int]]:
@@ -312,7 +309,8 @@ def settings(repeat: int, faces: Path) -> dict[str, Any]:
         "WORK_MAX_SIDE": WORK_MAX_SIDE,
         "MAX_UPSAMPLE": MAX_UPSAMPLE,
         "upsample_policy": (
-            "one face wanted: upsample=0, then upsample=1 only if nothing was found; "
+            "one face wanted: a half-size scan (images >= COARSE_MIN_SIDE), then upsample=0, "
+            "then upsample=1 only if nothing was found; "
             "every face: upsample_for(min_face_size, scale)"
         ),
         "repeat": repeat,
