@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedworker import embed_path, init_worker
+
 REPO = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACESEARCH_FACES_DIR", REPO.parent / "shared" / "faces")).resolve()
 CACHE_DIR = REPO / ".pytest_cache" / "facesearch-embeddings"
@@ -37,28 +39,6 @@ def dlib_pipeline() -> object:
     from facesearch.pipeline import FacePipeline, build_pack
 
     return FacePipeline(build_pack("dlib"))
-
-
-_worker_pipeline: object = None
-
-
-def _init_worker() -> None:
-    global _worker_pipeline
-    from facesearch.pipeline import FacePipeline, build_pack
-
-    _worker_pipeline = FacePipeline(build_pack("dlib"))
-
-
-def _embed_path(path: str) -> tuple[str, np.ndarray | None]:
-    from facesearch.errors import FaceSearchError
-    from facesearch.pipeline import FacePipeline
-
-    assert isinstance(_worker_pipeline, FacePipeline)
-    try:
-        analysis = _worker_pipeline.analyse_bytes(Path(path).read_bytes())
-    except FaceSearchError:
-        return path, None
-    return path, analysis.faces[0].embedding
 
 
 def _code_fingerprint() -> str:
@@ -88,9 +68,9 @@ class EmbeddingCache:
         keys = [str(p.relative_to(self.root)) for p in paths]
         missing = sorted({k for k in keys if k not in self._vectors})
         if missing:
-            with get_context("spawn").Pool(min(2, os.cpu_count() or 1), initializer=_init_worker) as pool:
+            with get_context("spawn").Pool(min(2, os.cpu_count() or 1), initializer=init_worker) as pool:
                 for path, vec in pool.imap_unordered(
-                    _embed_path, [str(self.root / k) for k in missing], chunksize=16
+                    embed_path, [str(self.root / k) for k in missing], chunksize=16
                 ):
                     self._vectors[str(Path(path).relative_to(self.root))] = vec
             self._save()

@@ -1,0 +1,17 @@
+"""One router per resource; ``ROUTERS`` is what ``create_app`` mounts under ``/v1``."""
+
+from fastapi import APIRouter
+
+from facesearch.api.routes import collections, faces, groups, health, keys, persons, search
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    collections.router,
+    persons.router,
+    faces.router,
+    groups.router,
+    search.router,
+    keys.router,
+)
+
+__all__ = ["ROUTERS"]

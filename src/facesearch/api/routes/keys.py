@@ -1,0 +1,44 @@
+"""API keys over HTTP (admin keys not limited to some collections)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from facesearch.api import render
+from facesearch.api.deps import AdminKey, Cursor, Limit, ServiceDep, paginate, require_unlimited
+from facesearch.api.errors import success
+from facesearch.api.schemas import ERROR_RESPONSES, Envelope, KeyCreate, KeyCreated, KeyList, KeyOut
+
+router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=201, response_model=Envelope[KeyCreated], summary="Create an API key")
+def create_key(p: AdminKey, svc: ServiceDep, body: KeyCreate) -> dict[str, Any]:
+    """A new key with a role (`reader`, `writer`, `admin`), optionally limited to some collection
+    names. The key itself is in `key`, shown only in this response: only its hash is stored."""
+    require_unlimited(p)
+    record, plaintext = svc.store.create_api_key(body.name, body.role, body.collections)
+    return success({**render.api_key(record), "key": plaintext})
+
+
+@router.get("", response_model=Envelope[KeyList], summary="List API keys")
+def list_keys(
+    p: AdminKey,
+    svc: ServiceDep,
+    include_revoked: Annotated[bool, Query(description="list revoked keys too")] = True,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Every key's id, name, prefix, role, collections and dates (never the key itself)."""
+    require_unlimited(p)
+    page, next_cursor = paginate(svc.store.list_api_keys(include_revoked), limit, cursor)
+    return success({"keys": [render.api_key(k) for k in page], "next_cursor": next_cursor})
+
+
+@router.delete("/{key}", response_model=Envelope[KeyOut], summary="Revoke an API key")
+def revoke_key(key: str, p: AdminKey, svc: ServiceDep) -> dict[str, Any]:
+    """Revoke a key by id (`key_...`); idempotent. It stops working at once."""
+    require_unlimited(p)
+    return success(render.api_key(svc.store.revoke_api_key(key)))

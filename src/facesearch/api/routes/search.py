@@ -1,0 +1,183 @@
+"""Search: identify (1:N), search over several collections, identify-all (N:N), detect, verify (1:1)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from facesearch.api import render
+from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, allowed_collection
+from facesearch.api.errors import success
+from facesearch.api.schemas import (
+    IMAGE_ERROR_RESPONSES,
+    DetectOut,
+    DetectParams,
+    Envelope,
+    IdentifyAllOut,
+    IdentifyAllParams,
+    IdentifyOut,
+    IdentifyParams,
+    MultiSearchParams,
+    VerifyOut,
+    VerifyParams,
+)
+from facesearch.api.security import Principal
+from facesearch.errors import ValidationError
+from facesearch.service import FaceSearch
+
+router = APIRouter(tags=["search"], responses=IMAGE_ERROR_RESPONSES)
+
+IDENTIFY_BODY = ImageBody(IdentifyParams)
+SEARCH_BODY = ImageBody(MultiSearchParams)
+IDENTIFY_ALL_BODY = ImageBody(IdentifyAllParams)
+DETECT_BODY = ImageBody(DetectParams)
+VERIFY_BODY = ImageBody(VerifyParams, images=("image_a", "image_b"), required=("image_a",))
+
+
+def _identify(svc: FaceSearch, p: Principal, refs: list[str], body: ImageRequest[Any]) -> dict[str, Any]:
+    q: IdentifyParams = body.params
+    if q.enroll_if_unknown or q.auto_enroll:
+        p.require("write")  # enrolling from a search writes
+    result = svc.search(
+        [allowed_collection(svc, p, ref) for ref in refs],
+        body.image(),
+        top_k=q.top_k,
+        threshold=q.threshold,
+        deduplicate=q.deduplicate,
+        return_metadata=q.return_metadata,
+        return_thumbnails=q.return_thumbnails,
+        groups=q.groups,
+        face=q.face,
+        crop=q.crop,
+        search_mode=q.search_mode,
+        auto_enroll=q.auto_enroll,
+        check_liveness=q.check_liveness,
+        enroll_if_unknown=q.enroll_if_unknown,
+        external_id=q.external_id,
+        name=q.name,
+        metadata=q.metadata,
+    )
+    return success(render.identify(result))
+
+
+@router.post(
+    "/collections/{collection}/identify",
+    response_model=Envelope[IdentifyOut],
+    summary="Who is this? (1:N)",
+    openapi_extra=IDENTIFY_BODY.openapi,
+)
+def identify(
+    collection: str,
+    p: ReadKey,
+    svc: ServiceDep,
+    body: Annotated[ImageRequest[IdentifyParams], Depends(IDENTIFY_BODY)],
+) -> dict[str, Any]:
+    """The best `top_k` persons for the photo's face (the central one, or `face=largest`), at or
+    above `threshold` similarity. No match is `matches: []` with success true. `auto_enroll` and
+    `enroll_if_unknown` need a writer key.
+    The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
+    (when the server allows URL fetching); base64 wins when several are given."""
+    return _identify(svc, p, [collection], body)
+
+
+@router.post(
+    "/search",
+    response_model=Envelope[IdentifyOut],
+    summary="Identify over several collections",
+    openapi_extra=SEARCH_BODY.openapi,
+)
+def search(
+    p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[MultiSearchParams], Depends(SEARCH_BODY)]
+) -> dict[str, Any]:
+    """Identify over `collections` (a list, repeated form fields, or comma-separated) of one model
+    pack; each match names its collection.
+    The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
+    (when the server allows URL fetching); base64 wins when several are given."""
+    return _identify(svc, p, body.params.collections, body)
+
+
+@router.post(
+    "/collections/{collection}/identify-all",
+    response_model=Envelope[IdentifyAllOut],
+    summary="Every face of a photo (N:N)",
+    openapi_extra=IDENTIFY_ALL_BODY.openapi,
+)
+def identify_all(
+    collection: str,
+    p: ReadKey,
+    svc: ServiceDep,
+    body: Annotated[ImageRequest[IdentifyAllParams], Depends(IDENTIFY_ALL_BODY)],
+) -> dict[str, Any]:
+    """Every face (up to `max_faces`, at least `min_face_size` pixels) with its matches and a
+    base64 JPEG crop (`output_size` wide, `output_aspect` width/height); faces nobody matched are
+    in `unrecognized`.
+    The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
+    (when the server allows URL fetching); base64 wins when several are given."""
+    q = body.params
+    result = svc.identify_all(
+        allowed_collection(svc, p, collection),
+        body.image(),
+        top_k=q.top_k,
+        threshold=q.threshold,
+        groups=q.groups,
+        search_mode=q.search_mode,
+        max_faces=q.max_faces,
+        min_face_size=q.min_face_size,
+        output_size=q.output_size,
+        output_aspect=q.output_aspect,
+        return_metadata=q.return_metadata,
+        check_liveness=q.check_liveness,
+    )
+    return success(render.identify_all(result))
+
+
+@router.post(
+    "/detect",
+    response_model=Envelope[DetectOut],
+    summary="Find faces",
+    openapi_extra=DETECT_BODY.openapi,
+)
+def detect(
+    p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[DetectParams], Depends(DETECT_BODY)]
+) -> dict[str, Any]:
+    """Every face with its box, landmarks, detection score and quality (none: `faces: []`).
+    The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
+    (when the server allows URL fetching); base64 wins when several are given."""
+    q = body.params
+    started = time.perf_counter()
+    faces, timings = svc.detect(
+        body.image(), min_face_size=q.min_face_size, max_faces=q.max_faces, check_liveness=q.check_liveness
+    )
+    return success(render.detect(faces, round((time.perf_counter() - started) * 1000, 2), timings))
+
+
+@router.post(
+    "/verify",
+    response_model=Envelope[VerifyOut],
+    summary="Same person? (1:1)",
+    openapi_extra=VERIFY_BODY.openapi,
+)
+def verify(
+    p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[VerifyParams], Depends(VERIFY_BODY)]
+) -> dict[str, Any]:
+    """Compare two photos, `image_a` and `image_b` (multipart files, or JSON `image_a_base64` /
+    `image_a_url` and `image_b_base64` / `image_b_url`), or one photo `image_a` with a `person`
+    of a `collection` (their best enrolled face). Returns `similarity`, `distance` and `match`
+    (similarity at or above `threshold`)."""
+    q = body.params
+    collection = None
+    if q.collection is not None:
+        collection = allowed_collection(svc, p, q.collection)
+    elif q.person is not None:
+        raise ValidationError("a person is looked up in a collection: name it", field="collection")
+    result = svc.verify(
+        body.image("image_a"),
+        body.images.get("image_b"),
+        collection=collection,
+        person=q.person,
+        threshold=q.threshold,
+        crop=q.crop,
+    )
+    return success(render.verify(result))

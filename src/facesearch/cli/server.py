@@ -1,0 +1,136 @@
+"""`facesearch serve` (the HTTP API) and `facesearch keys` (create, list, revoke API keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from facesearch.cli.common import handle_errors, print_json
+from facesearch.cli.context import settings_for
+
+if TYPE_CHECKING:
+    from facesearch.storage import Store
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="data folder (default: $FACESEARCH_DATA_DIR or ./data)")
+]
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+def bootstrap_admin_key(store: Store) -> str | None:
+    """On a store without any key, create an admin key and return it (else None)."""
+    if store.count_api_keys(active_only=False) > 0:
+        return None
+    _, plaintext = store.create_api_key("admin (first run)", "admin")
+    return plaintext
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="worker processes for detection and embedding (default: cores; 0: in-process)"),
+    ] = None,
+    data_dir: DataDir = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the HTTP API. On a fresh data folder, an admin API key is created and printed once."""
+    import uvicorn
+
+    from facesearch.api.app import create_app
+
+    settings = settings_for(data_dir)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": max(0, workers)})
+    app = create_app(settings)
+    service = app.state.service
+    try:
+        key = bootstrap_admin_key(service.store)
+        if key is not None:
+            # stdout only, never a logger: the key must not end up in log files.
+            typer.echo(f"admin API key (shown once, store it now): {key}")
+        url = _url(host, port)
+        typer.echo(f"facesearch serving {settings.data_dir.resolve()} at {url} (API docs: {url}/docs)")
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        service.close()
+
+
+def _open_store(data_dir: Path | None) -> Store:
+    from facesearch.storage import open_store
+
+    settings = settings_for(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.resolved_database_url)
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what the key is for")],
+    role: Annotated[str, typer.Option(help="reader, writer or admin")] = "reader",
+    collections: Annotated[
+        str | None, typer.Option(help="limit the key to these collection names (comma-separated)")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    limited = [c.strip() for c in collections.split(",") if c.strip()] if collections is not None else None
+    store = _open_store(data_dir)
+    try:
+        record, plaintext = store.create_api_key(name, role, limited)
+    finally:
+        store.close()
+    scope = ", ".join(record.collections) if record.collections is not None else "all collections"
+    typer.echo(f"created {record.role} key {record.id} ({record.name}; {scope})")
+    typer.echo(f"API key (shown once, store it now): {plaintext}")
+
+
+@keys_app.command("list")
+@handle_errors
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List API keys (never the keys themselves: id, name, prefix, role, collections, dates)."""
+    store = _open_store(data_dir)
+    try:
+        records = store.list_api_keys()
+    finally:
+        store.close()
+    if as_json:
+        from facesearch.api.render import api_key
+
+        print_json([api_key(r) for r in records])
+        return
+    if not records:
+        typer.echo("No API keys yet: facesearch keys create NAME --role admin")
+    for r in records:
+        scope = ",".join(r.collections) if r.collections is not None else "*"
+        state = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "active"
+        used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never used"
+        typer.echo(f"{r.id}  {r.prefix}...  {r.role:6}  {r.name:24} {scope:20} {state:18} {used}")
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_...)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key: it stops working at once."""
+    store = _open_store(data_dir)
+    try:
+        record = store.revoke_api_key(key_id)
+    finally:
+        store.close()
+    typer.echo(f"revoked {record.id} ({record.name})")

@@ -1,0 +1,264 @@
+"""Walk the route table: every route needs a key; roles and collection limits are enforced."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apihelpers import assert_error, fake_app, new_key, route_table
+from fastapi.testclient import TestClient
+
+from fakes import person_photo
+
+OPEN = {("GET", "/v1/health")}
+#: Every route of API.md (the walk fails when one is missing or an undocumented one appears).
+DOCUMENTED = OPEN | {
+    ("GET", "/v1/collections"),
+    ("POST", "/v1/collections"),
+    ("GET", "/v1/collections/{collection}"),
+    ("PATCH", "/v1/collections/{collection}"),
+    ("DELETE", "/v1/collections/{collection}"),
+    ("POST", "/v1/collections/{collection}/persons"),
+    ("GET", "/v1/collections/{collection}/persons"),
+    ("GET", "/v1/collections/{collection}/persons/{person}"),
+    ("PATCH", "/v1/collections/{collection}/persons/{person}"),
+    ("DELETE", "/v1/collections/{collection}/persons/{person}"),
+    ("POST", "/v1/collections/{collection}/persons/{person}/faces"),
+    ("DELETE", "/v1/collections/{collection}/faces/{face}"),
+    ("GET", "/v1/faces/{face}/image"),
+    ("GET", "/v1/collections/{collection}/groups"),
+    ("POST", "/v1/collections/{collection}/groups"),
+    ("DELETE", "/v1/collections/{collection}/groups/{group}"),
+    ("PUT", "/v1/collections/{collection}/groups/{group}/persons/{person}"),
+    ("DELETE", "/v1/collections/{collection}/groups/{group}/persons/{person}"),
+    ("POST", "/v1/collections/{collection}/identify"),
+    ("POST", "/v1/collections/{collection}/identify-all"),
+    ("POST", "/v1/search"),
+    ("POST", "/v1/detect"),
+    ("POST", "/v1/verify"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("DELETE", "/v1/keys/{key}"),
+}
+READER_POSTS = {
+    "/v1/collections/{collection}/identify",
+    "/v1/collections/{collection}/identify-all",
+    "/v1/search",
+    "/v1/detect",
+    "/v1/verify",
+}
+ADMIN_ONLY = {
+    ("POST", "/v1/collections"),
+    ("PATCH", "/v1/collections/{collection}"),
+    ("DELETE", "/v1/collections/{collection}"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("DELETE", "/v1/keys/{key}"),
+}
+DUMMY = {
+    "collection": "col_dummy",
+    "person": "per_dummy",
+    "face": "fac_dummy",
+    "group": "grp_dummy",
+    "key": "key_x",
+}
+
+
+def fill(path: str, values: dict[str, str] = DUMMY) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+def is_read(method: str, path: str) -> bool:
+    return (method == "GET" and path != "/v1/keys") or (method == "POST" and path in READER_POSTS)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    app = fake_app(tmp_path)
+    svc = app.state.service
+    for name, colour in (("staff", (10, 20)), ("secret", (30, 40))):
+        svc.create_collection(name)
+        svc.create_person(name, external_id=f"{name}-1", images=[person_photo(*colour)])
+    keys = {role: new_key(app, role) for role in ("reader", "writer", "admin")}
+    keys["limited"] = new_key(app, "reader", ["staff", "ghost"])
+    keys["limited_admin"] = new_key(app, "admin", ["staff"])
+    with TestClient(app) as client:
+        yield {"app": app, "client": client, "keys": keys, "svc": svc}
+
+
+def call(client: TestClient, method: str, path: str, key: str | None = None, **kw: Any) -> Any:
+    headers = {"X-API-Key": key} if key else {}
+    return client.request(method, path, headers=headers, **kw)
+
+
+def test_route_table_is_the_documented_one(env: dict[str, Any]) -> None:
+    routes = set(route_table(env["app"]))
+    assert routes == DOCUMENTED
+
+
+def test_every_route_but_health_needs_a_valid_key(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    failures = []
+    walked = 0
+    for method, path in route_table(env["app"]):
+        if (method, path) in OPEN:
+            continue
+        walked += 1
+        url = fill(path)
+        for headers, code in (
+            ({}, "API_KEY_MISSING"),
+            ({"X-API-Key": "fs_not_a_real_key_at_all_000000000000"}, "API_KEY_INVALID"),
+            ({"Authorization": "Bearer fs_not_a_real_key_either_0000000000"}, "API_KEY_INVALID"),
+        ):
+            r = client.request(method, url, headers=headers)
+            if r.status_code != 401 or r.json()["error"]["code"] != code:
+                failures.append((method, path, headers, r.status_code, r.text[:200]))
+    assert walked == len(DOCUMENTED) - len(OPEN)
+    assert not failures, failures
+
+
+def test_open_routes(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    health = client.get("/v1/health").json()["data"]
+    assert health["status"] == "ok" and health["model_pack"] == "fake"
+    assert health["counts"] == {"collections": 2, "faces": 2} and health["index_backend"]
+    assert client.get("/openapi.json").json()["info"]["title"] == "facesearch"
+    assert client.get("/docs").status_code == 200
+
+
+def test_reader_is_forbidden_on_every_write_and_writer_on_admin_routes(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    keys = env["keys"]
+    failures = []
+    writes = [(m, p) for m, p in route_table(env["app"]) if not is_read(m, p)]
+    assert len(writes) == 15
+    for method, path in writes:
+        r = call(client, method, fill(path), keys["reader"])
+        if r.status_code != 403 or r.json()["error"]["code"] != "FORBIDDEN":
+            failures.append(("reader", method, path, r.status_code))
+        if (method, path) in ADMIN_ONLY:
+            r = call(client, method, fill(path), keys["writer"])
+            if r.status_code != 403 or r.json()["error"]["code"] != "FORBIDDEN":
+                failures.append(("writer", method, path, r.status_code))
+    assert not failures, failures
+
+
+def test_roles_allow_their_own_work(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    keys = env["keys"]
+    photo = {"image": ("p.png", person_photo(10, 20, 1), "image/png")}
+    r = call(client, "POST", "/v1/collections/staff/identify", keys["reader"], files=photo)
+    assert r.status_code == 200 and r.json()["data"]["matches"][0]["external_id"] == "staff-1"
+    assert call(client, "GET", "/v1/collections/staff/persons", keys["reader"]).status_code == 200
+    r = call(client, "POST", "/v1/collections/staff/persons", keys["writer"], json={"external_id": "w"})
+    assert r.status_code == 201
+    assert call(client, "POST", "/v1/collections", keys["writer"], json={"name": "x"}).status_code == 403
+    assert call(client, "POST", "/v1/collections", keys["admin"], json={"name": "x"}).status_code == 201
+    r = client.get("/v1/collections", headers={"Authorization": f"Bearer {keys['reader']}"})
+    assert r.status_code == 200
+
+
+def test_enrolling_from_a_search_needs_a_writer(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    photo = {"image": ("p.png", person_photo(90, 90), "image/png")}
+    for flag in ("enroll_if_unknown", "auto_enroll"):
+        r = call(
+            client,
+            "POST",
+            "/v1/collections/staff/identify",
+            env["keys"]["reader"],
+            files=photo,
+            data={flag: "true"},
+        )
+        assert_error(r, 403, "FORBIDDEN")
+    r = call(
+        client,
+        "POST",
+        "/v1/collections/staff/identify",
+        env["keys"]["writer"],
+        files=photo,
+        data={"enroll_if_unknown": "true", "external_id": "new"},
+    )
+    assert r.status_code == 200 and r.json()["data"]["created_person_id"].startswith("per_")
+
+
+def test_collection_limited_key(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    svc = env["svc"]
+    key = env["keys"]["limited"]
+    listed = call(client, "GET", "/v1/collections", key).json()["data"]["collections"]
+    assert [c["name"] for c in listed] == ["staff"]
+    secret = svc.get_collection("secret")
+    secret_person = svc.list_persons("secret")[0][0]
+    secret_face = svc.get_person("secret", secret_person.id).faces[0]
+    photo = {"image": ("p.png", person_photo(30, 40, 1), "image/png")}
+    forbidden = [
+        ("GET", "/v1/collections/secret", {}),
+        ("GET", f"/v1/collections/{secret.id}", {}),
+        ("GET", "/v1/collections/no-such-collection", {}),  # not in its list: FORBIDDEN, not NOT_FOUND
+        ("GET", "/v1/collections/secret/persons", {}),
+        ("GET", f"/v1/collections/secret/persons/{secret_person.id}", {}),
+        ("GET", "/v1/collections/secret/groups", {}),
+        ("GET", f"/v1/faces/{secret_face.id}/image", {}),
+        ("GET", f"/v1/faces/{secret_face.id}/image?format=base64", {}),
+        ("POST", "/v1/collections/secret/identify", {"files": photo}),
+        ("POST", "/v1/collections/secret/identify-all", {"files": photo}),
+        ("POST", "/v1/search", {"files": photo, "data": {"collections": "staff,secret"}}),
+        (
+            "POST",
+            "/v1/verify",
+            {
+                "files": {"image_a": photo["image"]},
+                "data": {"collection": "secret", "person": secret_person.id},
+            },
+        ),
+    ]
+    for method, url, kw in forbidden:
+        assert_error(call(client, method, url, key, **kw), 403, "FORBIDDEN")
+    # Its own collections work; a listed name that does not exist is a plain NOT_FOUND.
+    assert call(client, "GET", "/v1/collections/staff", key).status_code == 200
+    assert call(client, "POST", "/v1/collections/staff/identify", key, files=photo).status_code == 200
+    assert_error(call(client, "GET", "/v1/collections/ghost", key), 404, "NOT_FOUND")
+    staff_face = svc.list_persons("staff")[0][0]
+    face_id = svc.get_person("staff", staff_face.id).faces[0].id
+    r = call(client, "GET", f"/v1/faces/{face_id}/image", key)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+
+
+def test_limited_admin_cannot_escape_its_collections(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    key = env["keys"]["limited_admin"]
+    assert_error(call(client, "POST", "/v1/keys", key, json={"name": "x", "role": "admin"}), 403, "FORBIDDEN")
+    assert_error(call(client, "GET", "/v1/keys", key), 403, "FORBIDDEN")
+    assert_error(call(client, "POST", "/v1/collections", key, json={"name": "other"}), 403, "FORBIDDEN")
+    assert_error(call(client, "DELETE", "/v1/collections/secret", key), 403, "FORBIDDEN")
+    assert_error(
+        call(client, "PATCH", "/v1/collections/staff", key, json={"name": "renamed"}), 403, "FORBIDDEN"
+    )
+
+
+def test_keys_over_http(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    admin = env["keys"]["admin"]
+    r = call(
+        client, "POST", "/v1/keys", admin, json={"name": "cam", "role": "reader", "collections": ["staff"]}
+    )
+    assert r.status_code == 201
+    created = r.json()["data"]
+    assert created["key"].startswith("fs_") and created["id"].startswith("key_")
+    assert created["collections"] == ["staff"] and created["role"] == "reader"
+    assert call(client, "GET", "/v1/collections/staff", created["key"]).status_code == 200
+    listing = call(client, "GET", "/v1/keys", admin)
+    assert created["key"] not in listing.text
+    assert created["id"] in [k["id"] for k in listing.json()["data"]["keys"]]
+    page = call(client, "GET", "/v1/keys?limit=2", admin).json()["data"]
+    assert len(page["keys"]) == 2 and page["next_cursor"]
+    r = call(client, "DELETE", f"/v1/keys/{created['id']}", admin)
+    assert r.status_code == 200 and r.json()["data"]["revoked_at"]
+    assert_error(call(client, "GET", "/v1/collections/staff", created["key"]), 401, "API_KEY_INVALID")
+    assert_error(call(client, "DELETE", "/v1/keys/key_nope", admin), 404, "NOT_FOUND")
+    bad = call(client, "POST", "/v1/keys", admin, json={"name": "x", "role": "root"})
+    assert_error(bad, 422, "VALIDATION_ERROR")
