@@ -123,7 +123,7 @@ def test_missing_model_files_name_the_package(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_lfw_dev_pairs_accuracy_at_fixed_threshold(faces_dir: Path, embedding_cache: object) -> None:
-    from conftest import EmbeddingCache
+    from embedworker import EmbeddingCache
     from facesearch.pipeline.packs import DLIB_SIMILARITY
 
     assert isinstance(embedding_cache, EmbeddingCache)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EmbeddingCache
+from embedworker import EmbeddingCache
 from facesearch.analyzer import AnalyseRequest, LocalAnalyzer
 from facesearch.config import Settings
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality
