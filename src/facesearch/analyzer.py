@@ -32,6 +32,7 @@ class AnalyseRequest:
     min_face_size: int = 32
     max_faces: int | None = None
     crop_output: tuple[int | None, float] | None = None
+    liveness: bool = False  # also score liveness (Analysis.liveness), in the worker with the models
 
 
 class Analyzer(Protocol):
@@ -53,6 +54,7 @@ def _run(pipeline: FacePipeline, r: AnalyseRequest) -> Analysis:
         min_face_size=r.min_face_size,
         max_faces=r.max_faces,
         crop_output=r.crop_output,
+        liveness=r.liveness,
     )
 
 

@@ -18,7 +18,7 @@ from facesearch.domain import (
     QueryFace,
     VerifyResult,
 )
-from facesearch.errors import Conflict, LivenessUnavailable, ValidationError
+from facesearch.errors import Conflict, LivenessFailed, LivenessUnavailable, ValidationError
 from facesearch.index import Hit
 
 if TYPE_CHECKING:
@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
 FACE_CHOICES = ("central", "largest")
 SEARCH_MODES = ("fast", "accurate")
-# A query face this similar to a stored face of the person is a near-duplicate: auto-enrol
-# never stores it (for dlib: distance <= 0.19, a re-encoded copy of the same photo scores ~0.05).
-NEAR_DUPLICATE_SIMILARITY = 0.999
+# A query face this close to a stored face of the person is a near-duplicate: auto-enrol never
+# stores it. Measured as a share of the pack's default decision distance, because the calibrated
+# similarity saturates at 1.0 well before (dlib: similarity 1.0 from distance 0.35 down). For dlib:
+# 0.3 x 0.613 = distance <= 0.18 (a re-encoded copy of the same photo scores ~0.05).
+NEAR_DUPLICATE_DISTANCE_RATIO = 0.3
 
 
 def query_face(face: FaceObservation) -> QueryFace:
@@ -41,8 +43,25 @@ def query_face(face: FaceObservation) -> QueryFace:
     return QueryFace(box=d.box, score=d.score, landmarks=d.landmarks, quality=face.quality)
 
 
-def check_search_params(top_k: int, threshold: float | None, face: str, search_mode: str) -> None:
+def check_search_params(
+    top_k: int,
+    threshold: float | None,
+    face: str,
+    search_mode: str,
+    max_false_positive_rate: float | None = None,
+) -> None:
     """Refuse out-of-range search parameters before any work is done."""
+    if max_false_positive_rate is not None:
+        if threshold is not None:
+            raise ValidationError(
+                "give either threshold or max_false_positive_rate, not both", field="max_false_positive_rate"
+            )
+        rate = max_false_positive_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 < rate < 1.0:
+            raise ValidationError(
+                "max_false_positive_rate must be a number between 0 and 1 (both excluded)",
+                field="max_false_positive_rate",
+            )
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
         raise ValidationError("top_k must be an integer from 1 to 100", field="top_k")
     if threshold is not None and (
@@ -120,11 +139,72 @@ class SearchMixin:
             )
         return tuple(out)
 
-    def _check_liveness(self, check_liveness: bool) -> None:
-        if check_liveness:
+    def _require_liveness(self, pack: ModelPack, check_liveness: bool) -> None:
+        """Refuse before any work when liveness is asked for and the pack cannot check it."""
+        if check_liveness and (pack.liveness is None or not pack.liveness.available()):
             raise LivenessUnavailable(
-                "liveness was asked for, but no liveness model is installed with this model pack"
+                "liveness was asked for, but no liveness model is installed with this model pack: "
+                "run `facesearch models install onnx`",
+                details={"pack": pack.name, "install": "facesearch models install onnx"},
             )
+
+    def _check_liveness(self, analysis: Any, check_liveness: bool, *, single: bool) -> None:
+        """Raise LivenessFailed when a face of ``analysis`` is not judged live.
+
+        ``single``: one face is wanted (identify, enrol), so a second face of comparable
+        size fails with TOO_MANY_FACES. ``details``: the first face's ``reason`` and, per
+        failing face, its box, reason and scores.
+        """
+        if not check_liveness:
+            return
+        from facesearch.pipeline.liveness import liveness_reason
+
+        scores = tuple(getattr(analysis, "liveness", ()))
+        if len(scores) != len(analysis.faces):
+            raise LivenessUnavailable("liveness was asked for, but the faces were not scored")
+        failed = []
+        for face, score in zip(analysis.faces, scores, strict=True):
+            why = liveness_reason(score, face.quality, single=single)
+            if why is not None:
+                failed.append({"box": face.detection.box.to_dict(), "reason": why, "scores": score.to_dict()})
+        if failed:
+            reason = failed[0]["reason"]
+            raise LivenessFailed(
+                f"liveness check failed: {str(reason).lower().replace('_', ' ')}",
+                details={"reason": reason, "faces": failed},
+            )
+
+    def _search_threshold(
+        self,
+        coll: Collection,
+        pack: ModelPack,
+        threshold: float | None,
+        max_false_positive_rate: float | None,
+        gallery_size: int,
+    ) -> tuple[float, float | None]:
+        """(similarity threshold to report, largest distance to accept; None: no limit).
+
+        ``max_false_positive_rate`` is the chance that a stranger's photo matches anyone in a
+        search over ``gallery_size`` enrolled faces; with comparisons taken as independent that
+        allows a per-comparison false-match rate of 1 - (1 - rate)^(1/N), about rate / N, which the
+        pack's calibration table turns into a distance. Past FMR 1e-6 the similarity reads 1.0 but
+        the distance stays exact.
+        """
+        if max_false_positive_rate is not None:
+            from facesearch.pipeline.calibration import pack_calibration
+
+            table = pack_calibration(pack)
+            if table is None:
+                raise ValidationError(
+                    f"model pack {pack.name!r} has no calibration table, so max_false_positive_rate "
+                    "cannot be turned into a threshold: give threshold instead",
+                    field="max_false_positive_rate",
+                )
+            n = max(1, gallery_size)
+            rate = float(max_false_positive_rate)
+            return table.threshold_for_gallery(rate, n), table.distance_for_gallery(rate, n)
+        limit = self.collection_setting(coll, "default_threshold") if threshold is None else float(threshold)
+        return limit, pack.distance_for_similarity(limit) if limit > 0 else None
 
     # --- identify -------------------------------------------------------------------
 
@@ -135,6 +215,7 @@ class SearchMixin:
         *,
         top_k: int = 1,
         threshold: float | None = None,
+        max_false_positive_rate: float | None = None,
         deduplicate: bool = True,
         return_metadata: bool = True,
         return_thumbnails: bool = False,
@@ -155,6 +236,7 @@ class SearchMixin:
             image,
             top_k=top_k,
             threshold=threshold,
+            max_false_positive_rate=max_false_positive_rate,
             deduplicate=deduplicate,
             return_metadata=return_metadata,
             return_thumbnails=return_thumbnails,
@@ -177,6 +259,7 @@ class SearchMixin:
         *,
         top_k: int = 1,
         threshold: float | None = None,
+        max_false_positive_rate: float | None = None,
         deduplicate: bool = True,
         return_metadata: bool = True,
         return_thumbnails: bool = False,
@@ -191,21 +274,33 @@ class SearchMixin:
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> IdentifyResult:
-        """Identify over one or more collections of the same model pack; matches name their collection."""
+        """Identify over one or more collections of the same model pack; matches name their collection.
+
+        ``threshold`` is a similarity; ``max_false_positive_rate`` instead asks for the threshold
+        that keeps a stranger's chance of matching anyone at that rate, for the number of faces in
+        the searched collections (every enrolled face counts, also when deduplicating persons or
+        filtering by group: the conservative count). The result's ``threshold`` is the one used.
+        """
         started = time.perf_counter()
-        check_search_params(top_k, threshold, face, search_mode)
-        self._check_liveness(check_liveness)
+        check_search_params(top_k, threshold, face, search_mode, max_false_positive_rate)
         colls = self._collections(collections)
         if (enroll_if_unknown or auto_enroll) and len(colls) > 1:
             raise ValidationError("enrolment from a search needs exactly one collection", field="collections")
         first = colls[0]
         pack = self.pack(first.pack)
-        limit = self.collection_setting(first, "default_threshold") if threshold is None else float(threshold)
-        analysis = self._analyse(first.pack, image, choice=face, crop=crop)
+        self._require_liveness(pack, check_liveness)
+        if max_false_positive_rate is not None:
+            self._search_threshold(first, pack, None, max_false_positive_rate, 1)  # refuse before work
+        analysis = self._analyse(first.pack, image, choice=face, crop=crop, liveness=check_liveness)
+        self._check_liveness(analysis, check_liveness, single=True)
         found: FaceObservation = analysis.faces[0]
         self.sync()
         t0 = time.perf_counter()
         pks = [self.store.collection_pk(c.id) for c in colls]
+        searched = sum(self.index.count(pk) for pk in pks)
+        limit, max_distance = self._search_threshold(
+            first, pack, threshold, max_false_positive_rate, searched
+        )
         names = {pk: c.name for pk, c in zip(pks, colls, strict=True)}
         hits = self.index.search(
             pks,
@@ -213,7 +308,7 @@ class SearchMixin:
             top_k,
             groups=list(groups) if groups else None,
             unique_persons=deduplicate,
-            max_distance=pack.distance_for_similarity(limit) if limit > 0 else None,
+            max_distance=max_distance,
             exact=search_mode == "accurate",
         )
         search_ms = (time.perf_counter() - t0) * 1000
@@ -237,7 +332,7 @@ class SearchMixin:
             matches=matches,
             face=query_face(found),
             threshold=limit,
-            searched=sum(self.index.count(pk) for pk in pks),
+            searched=searched,
             query_time_ms=round((time.perf_counter() - started) * 1000, 2),
             timings=timings,
             auto_enrolled_face_id=auto_face_id,
@@ -257,7 +352,8 @@ class SearchMixin:
         pack = self.pack(coll.pack)
         if len(known):
             nearest = float(np.min(np.linalg.norm(known - found.embedding, axis=1)))
-            if pack.similarity(nearest) >= NEAR_DUPLICATE_SIMILARITY:
+            decision = pack.distance_for_similarity(pack.default_threshold)
+            if nearest <= NEAR_DUPLICATE_DISTANCE_RATIO * decision:
                 return None
         new = self._new_face(found, image)
         try:
@@ -285,6 +381,7 @@ class SearchMixin:
         *,
         top_k: int = 1,
         threshold: float | None = None,
+        max_false_positive_rate: float | None = None,
         groups: Sequence[str] | None = None,
         search_mode: str = "fast",
         max_faces: int = 20,
@@ -294,9 +391,12 @@ class SearchMixin:
         return_metadata: bool = True,
         check_liveness: bool = False,
     ) -> IdentifyAllResult:
-        """Every face of a photo with its matches (N:N), and the faces nobody matched."""
+        """Every face of a photo with its matches (N:N), and the faces nobody matched.
+
+        ``max_false_positive_rate`` applies to each face's search, as in ``search``.
+        """
         started = time.perf_counter()
-        check_search_params(top_k, threshold, "central", search_mode)
+        check_search_params(top_k, threshold, "central", search_mode, max_false_positive_rate)
         if not 1 <= max_faces <= 100:
             raise ValidationError("max_faces must be from 1 to 100", field="max_faces")
         if not 8 <= min_face_size <= 4096:
@@ -305,10 +405,11 @@ class SearchMixin:
             raise ValidationError("output_size must be from 16 to 1024", field="output_size")
         if not 0.25 <= output_aspect <= 4.0:
             raise ValidationError("output_aspect must be from 0.25 to 4", field="output_aspect")
-        self._check_liveness(check_liveness)
         coll = self.store.get_collection(collection)
         pack = self.pack(coll.pack)
-        limit = self.collection_setting(coll, "default_threshold") if threshold is None else float(threshold)
+        self._require_liveness(pack, check_liveness)
+        if max_false_positive_rate is not None:
+            self._search_threshold(coll, pack, None, max_false_positive_rate, 1)  # refuse before work
         analysis = self._analyse(
             coll.pack,
             image,
@@ -316,9 +417,14 @@ class SearchMixin:
             min_face_size=min_face_size,
             max_faces=max_faces,
             crop_output=(output_size, output_aspect),
+            liveness=check_liveness,
         )
+        self._check_liveness(analysis, check_liveness, single=False)
         self.sync()
         pk = self.store.collection_pk(coll.id)
+        limit, max_distance = self._search_threshold(
+            coll, pack, threshold, max_false_positive_rate, self.index.count(pk)
+        )
         t0 = time.perf_counter()
         queries = np.stack([f.embedding for f in analysis.faces])
         all_hits = self.index.search_batch(
@@ -327,7 +433,7 @@ class SearchMixin:
             top_k,
             groups=list(groups) if groups else None,
             unique_persons=True,
-            max_distance=pack.distance_for_similarity(limit) if limit > 0 else None,
+            max_distance=max_distance,
             exact=search_mode == "accurate",
         )
         search_ms = (time.perf_counter() - t0) * 1000
@@ -423,7 +529,7 @@ class SearchMixin:
             raise ValidationError("min_face_size must be from 8 to 4096 pixels", field="min_face_size")
         if not 1 <= max_faces <= 1000:
             raise ValidationError("max_faces must be from 1 to 1000", field="max_faces")
-        self._check_liveness(check_liveness)
+        self._require_liveness(self.pack(pack or self.settings.default_pack), check_liveness)
         try:
             analysis = self._analyse(
                 pack or self.settings.default_pack,
@@ -431,7 +537,9 @@ class SearchMixin:
                 every_face=True,
                 min_face_size=min_face_size,
                 max_faces=max_faces,
+                liveness=check_liveness,
             )
         except NoFaceDetected:
             return [], {}
+        self._check_liveness(analysis, check_liveness, single=False)
         return [query_face(f) for f in analysis.faces], analysis.timings.to_dict()

@@ -20,7 +20,7 @@ import numpy as np
 from facesearch.analyzer import AnalyseRequest, Analyzer, LocalAnalyzer
 from facesearch.config import Settings
 from facesearch.domain import Collection, Face, FaceObservation, Group, Person
-from facesearch.errors import ValidationError
+from facesearch.errors import FaceSearchError, ValidationError
 from facesearch.imaging import thumbnail_jpeg
 from facesearch.index import VectorIndex, open_index
 from facesearch.pipeline import ModelPack, build_pack
@@ -271,8 +271,17 @@ class FaceSearch(SearchMixin):
         choice: str = "central",
         crop: bool = False,
         index: int | None = None,
+        check_liveness: bool = False,
     ) -> NewFace:
-        analysis = self._analyse(coll.pack, data, choice=choice, crop=crop)
+        self._require_liveness(self.pack(coll.pack), check_liveness)
+        analysis = self._analyse(coll.pack, data, choice=choice, crop=crop, liveness=check_liveness)
+        if check_liveness:
+            try:
+                self._check_liveness(analysis, check_liveness, single=True)
+            except FaceSearchError as exc:
+                if index is not None:
+                    exc.details["image"] = index
+                raise
         face = analysis.faces[0]
         self.gate.check(face.quality, crop=crop, details={} if index is None else {"image": index})
         return self._new_face(face, data)
@@ -287,17 +296,22 @@ class FaceSearch(SearchMixin):
         groups: Sequence[str] = (),
         images: Sequence[bytes] = (),
         crop: bool = False,
+        check_liveness: bool = False,
     ) -> Person:
         """Create a person, enrolling the central face of each image in the same transaction.
 
         Every image is analysed and quality-checked before anything is written: one
         refused photo refuses the whole request (details name the image's position).
+        ``check_liveness``: each photo must also pass liveness (LIVENESS_FAILED otherwise).
         """
         coll = self.store.get_collection(collection)
         limit = self.collection_setting(coll, "max_faces_per_person")
         if len(images) > limit:
             raise ValidationError(f"at most {limit} images per person in this collection", field="images")
-        faces = [self._enrolment_face(coll, data, crop=crop, index=i) for i, data in enumerate(images)]
+        faces = [
+            self._enrolment_face(coll, data, crop=crop, index=i, check_liveness=check_liveness)
+            for i, data in enumerate(images)
+        ]
         person = self.store.create_person(coll.id, external_id, name, metadata, groups, faces=faces)
         self.sync()
         return person
@@ -336,7 +350,14 @@ class FaceSearch(SearchMixin):
         self.sync()
 
     def add_face(
-        self, collection: str, person: str, image: bytes, *, face: str = "central", crop: bool = False
+        self,
+        collection: str,
+        person: str,
+        image: bytes,
+        *,
+        face: str = "central",
+        crop: bool = False,
+        check_liveness: bool = False,
     ) -> Face:
         """Enrol one more face of a person (the face nearest the centre when several)."""
         coll = self.store.get_collection(collection)
@@ -347,7 +368,7 @@ class FaceSearch(SearchMixin):
                 f"this person already has {len(target.faces)} faces, the collection's limit",
                 field="max_faces_per_person",
             )
-        new = self._enrolment_face(coll, image, choice=face, crop=crop)
+        new = self._enrolment_face(coll, image, choice=face, crop=crop, check_liveness=check_liveness)
         if new.content_hash and self.store.find_face_by_hash(coll.id, target.id, new.content_hash):
             from facesearch.errors import Conflict
 

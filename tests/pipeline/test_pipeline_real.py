@@ -124,7 +124,7 @@ def test_missing_model_files_name_the_package(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_lfw_dev_pairs_accuracy_at_fixed_threshold(faces_dir: Path, embedding_cache: object) -> None:
     from embedworker import EmbeddingCache
-    from facesearch.pipeline.packs import DLIB_SIMILARITY
+    from facesearch.pipeline import build_pack
 
     assert isinstance(embedding_cache, EmbeddingCache)
     lfw = faces_dir / "lfw"
@@ -146,8 +146,10 @@ def test_lfw_dev_pairs_accuracy_at_fixed_threshold(faces_dir: Path, embedding_ca
     assert len(pairs) == 1000
     vecs = embedding_cache.get_many(sorted({p for a, b, _ in pairs for p in (a, b)}))
     failures = sum(v is None for v in vecs.values())
-    # The fixed decision point of the pack: similarity 0.5 (distance 0.6).
-    limit = DLIB_SIMILARITY.distance_for(0.5)
+    # The single fixed decision point of the pack: its default threshold (calibrated similarity 1/3,
+    # a false-match rate of 1e-2 per comparison, about distance 0.61), converted to a distance.
+    pack = build_pack("dlib")
+    limit = pack.distance_for_similarity(pack.default_threshold)
     correct = 0
     for a, b, same in pairs:
         va, vb = vecs[a], vecs[b]
@@ -155,5 +157,8 @@ def test_lfw_dev_pairs_accuracy_at_fixed_threshold(faces_dir: Path, embedding_ca
         predicted_same = va is not None and vb is not None and float(np.linalg.norm(va - vb)) <= limit
         correct += predicted_same == same
     accuracy = correct / len(pairs)
-    print(f"LFW dev pairs: accuracy {accuracy:.4f} at distance {limit:.3f}; {failures} photos without a face")
+    print(
+        f"LFW dev pairs: accuracy {accuracy:.4f} at the default threshold (similarity "
+        f"{pack.default_threshold}, distance {limit:.3f}); {failures} photos without a face"
+    )
     assert accuracy >= 0.98

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import photos, server, store
+from facesearch.cli import evaluate, models, photos, server, store
 
 app = typer.Typer(
     name="facesearch",
@@ -21,6 +21,8 @@ app.command()(store.enroll)
 app.command()(store.identify)
 app.command()(server.serve)
 app.add_typer(server.keys_app, name="keys")
+app.add_typer(evaluate.eval_app, name="eval")
+app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,8 @@ class CalibrationTable:
     genuine_cdf: FloatArray  # share of genuine pairs with distance <= knot
     n_impostor: int
     n_genuine: int
+    # Provenance and choices stored with the table (data set, split, default threshold, checks).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("distance_knots", "fmr_knots", "genuine_knots", "genuine_cdf"):
@@ -133,15 +135,25 @@ class CalibrationTable:
         return fmr_for_similarity(similarity)
 
     @staticmethod
-    def threshold_for_gallery(max_fpr: float, gallery_size: int) -> float:
-        """Similarity threshold keeping a stranger's chance of matching anyone in a gallery of
-        ``gallery_size`` faces at ``max_fpr``: per-comparison FMR = 1 - (1 - max_fpr)^(1/N)."""
+    def fmr_for_gallery(max_fpr: float, gallery_size: int) -> float:
+        """Per-comparison FMR keeping a stranger's chance of matching anyone among ``gallery_size``
+        faces at ``max_fpr``: 1 - (1 - max_fpr)^(1/N), about max_fpr / N."""
         if not 0.0 < max_fpr < 1.0:
             raise ValueError(f"max_fpr must be in (0, 1), got {max_fpr}")
         if gallery_size < 1:
             raise ValueError(f"gallery_size must be >= 1, got {gallery_size}")
-        per_comparison = -math.expm1(math.log1p(-max_fpr) / gallery_size)
-        return similarity_for_fmr(per_comparison)
+        return -math.expm1(math.log1p(-max_fpr) / gallery_size)
+
+    @staticmethod
+    def threshold_for_gallery(max_fpr: float, gallery_size: int) -> float:
+        """Similarity threshold keeping a stranger's chance of matching anyone in a gallery of
+        ``gallery_size`` faces at ``max_fpr``: per-comparison FMR = 1 - (1 - max_fpr)^(1/N).
+        Saturates at 1.0 when that FMR is below 1e-6; ``distance_for_gallery`` does not."""
+        return similarity_for_fmr(CalibrationTable.fmr_for_gallery(max_fpr, gallery_size))
+
+    def distance_for_gallery(self, max_fpr: float, gallery_size: int) -> float:
+        """The distance threshold for ``threshold_for_gallery``, exact even past similarity 1.0."""
+        return self.distance_for_fmr(self.fmr_for_gallery(max_fpr, gallery_size))
 
     # -- genuine side ------------------------------------------------------------------------
     def fnmr(self, distance: float) -> float:
@@ -162,6 +174,7 @@ class CalibrationTable:
             "fmr_knots": self.fmr_knots.tolist(),
             "genuine_knots": self.genuine_knots.tolist(),
             "genuine_cdf": self.genuine_cdf.tolist(),
+            "meta": self.meta,
         }
 
     def to_json(self) -> str:
@@ -180,6 +193,7 @@ class CalibrationTable:
                 genuine_cdf=np.asarray(data["genuine_cdf"], dtype=np.float64),
                 n_impostor=int(data["n_impostor"]),
                 n_genuine=int(data["n_genuine"]),
+                meta=dict(data.get("meta") or {}),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed calibration document: {exc!r}") from exc

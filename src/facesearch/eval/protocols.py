@@ -27,6 +27,16 @@ Identification (``read_identities`` + ``identification_split`` + ``evaluate_iden
       non-mated probes having a top-1 distance <= t (the largest float below the next non-mated top-1
       distance); FNIR is the share of mated probes whose own identity is not
       at rank 1 with distance <= t. Reported at FPIR 1e-2 and 1e-3.
+    * At given thresholds (``thresholds``, e.g. the ones the service would derive from a
+      calibration table for this gallery's size): the observed FPIR (share of non-mated probes
+      with a top-1 distance <= t) and FNIR.
+
+    Variant with several enrolment photos (``enrol_photos`` = K > 1, to measure templates): persons
+    with more than K photos enrol their first K photos and the rest are mated probes; one-photo
+    persons are distractors as above; persons with 2..K photos are left out. A person is scored by
+    the closest of their gallery photos (``template="best"``, what the service does) or by the
+    distance to the mean of their gallery embeddings (``template="mean"``; the mean is scaled back to
+    unit length when every gallery embedding has unit length).
 
 Detection failures (``embed`` returns None)
     Each unique image is embedded once. Verification: a pair with a failed image gets distance +inf
@@ -202,6 +212,8 @@ class IdSplit:
     gallery: tuple[Sample, ...]
     mated_probes: tuple[Sample, ...]
     nonmated_probes: tuple[Sample, ...]
+    enrol_photos: int = 1
+    left_out: tuple[str, ...] = ()  # identities with 2..enrol_photos photos (enrol_photos > 1)
 
     @property
     def n_enrolled(self) -> int:
@@ -213,21 +225,27 @@ class IdSplit:
         return len(self.nonmated_probes)
 
 
-def identification_split(identities: Mapping[str, Sequence[Path]]) -> IdSplit:
-    """Split per the module docstring: first photo enrolled, one-photo persons are distractors."""
+def identification_split(identities: Mapping[str, Sequence[Path]], enrol_photos: int = 1) -> IdSplit:
+    """Split per the module docstring: first photo(s) enrolled, one-photo persons are distractors."""
+    if enrol_photos < 1:
+        raise ValueError(f"enrol_photos must be >= 1, got {enrol_photos}")
     gallery: list[Sample] = []
     mated: list[Sample] = []
     nonmated: list[Sample] = []
+    left_out: list[str] = []
     for name in sorted(identities):
         photos = list(identities[name])
         if not photos:
             continue
-        gallery.append(Sample(name, photos[0]))
         if len(photos) == 1:
+            gallery.append(Sample(name, photos[0]))
             nonmated.append(Sample(name, photos[0]))
+        elif len(photos) <= enrol_photos:
+            left_out.append(name)
         else:
-            mated.extend(Sample(name, p) for p in photos[1:])
-    return IdSplit(tuple(gallery), tuple(mated), tuple(nonmated))
+            gallery.extend(Sample(name, p) for p in photos[:enrol_photos])
+            mated.extend(Sample(name, p) for p in photos[enrol_photos:])
+    return IdSplit(tuple(gallery), tuple(mated), tuple(nonmated), enrol_photos, tuple(left_out))
 
 
 def _embed_unique(paths: Sequence[Path], embed: EmbedFn) -> dict[Path, FloatArray | None]:
@@ -370,6 +388,11 @@ class IdentificationReport(_Report):
     threshold_at_fpir_1e2: float | None
     fnir_at_fpir_1e3: float | None
     threshold_at_fpir_1e3: float | None
+    enrol_photos: int = 1
+    template: str = "best"
+    n_gallery_identities: int = 0
+    # (threshold, observed FPIR or None without non-mated probes, FNIR) for each asked threshold
+    at_thresholds: tuple[tuple[float, float | None, float], ...] = ()
 
 
 def _matrix(vectors: list[FloatArray | None], dim: int) -> FloatArray:
@@ -383,8 +406,12 @@ def evaluate_identification(
     *,
     metric: Literal["euclidean", "cosine"] = "euclidean",
     chunk_size: int = 1024,
+    template: Literal["best", "mean"] = "best",
+    thresholds: Sequence[float] = (),
 ) -> IdentificationReport:
     """Closed- and open-set identification per the module docstring (vectorised, chunked probes)."""
+    if template not in ("best", "mean"):
+        raise ValueError(f"template must be 'best' or 'mean', got {template!r}")
     if not split.mated_probes:
         raise ValueError("the split has no mated probes (nobody has two or more photos)")
     all_paths = [s.path for s in (*split.gallery, *split.mated_probes, *split.nonmated_probes)]
@@ -393,13 +420,22 @@ def evaluate_identification(
         raise ValueError("embeddings differ in size")
 
     ok_gallery = [s for s in split.gallery if cache[s.path] is not None]
-    failed_ids = tuple(sorted({s.identity for s in split.gallery if cache[s.path] is None}))
+    enrolled_ids = {s.identity for s in ok_gallery}
+    failed_ids = tuple(sorted({s.identity for s in split.gallery} - enrolled_ids))
     if not ok_gallery:
         raise ValueError("no gallery photo has a detected face")
     dim = next(v.size for v in cache.values() if v is not None)
-    column = {name: i for i, name in enumerate(sorted({s.identity for s in ok_gallery}))}
+    column = {name: i for i, name in enumerate(sorted(enrolled_ids))}
     gallery = _matrix([cache[s.path] for s in ok_gallery], dim)
     gallery_labels = [column[s.identity] for s in ok_gallery]
+    if template == "mean":
+        unit = bool(np.allclose(np.linalg.norm(gallery, axis=1), 1.0, atol=1e-3))
+        sums = np.zeros((len(column), dim))
+        np.add.at(sums, gallery_labels, gallery)
+        gallery = sums / np.bincount(gallery_labels, minlength=len(column))[:, None]
+        if unit:
+            gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+        gallery_labels = list(range(len(column)))
 
     def search(samples: Sequence[Sample]) -> tuple[list[int], npt.NDArray[np.int64], FloatArray, FloatArray]:
         """(detected rows, rank, own distance, leave-one-out top-1); undetected: rank 0, +inf, +inf."""
@@ -421,6 +457,14 @@ def evaluate_identification(
     fnir: dict[float, tuple[float | None, float | None]] = {}
     for fpir in (1e-2, 1e-3):
         fnir[fpir] = fnir_at_fpir(correct, own_dist, top1, fpir) if n_non else (None, None)
+    at_thresholds = tuple(
+        (
+            float(t),
+            float(np.mean(top1 <= t)) if n_non else None,
+            float(1.0 - np.mean(correct & (own_dist <= t))),
+        )
+        for t in thresholds
+    )
     return IdentificationReport(
         metric=metric,
         n_images=len(cache),
@@ -441,4 +485,8 @@ def evaluate_identification(
         threshold_at_fpir_1e2=fnir[1e-2][1],
         fnir_at_fpir_1e3=fnir[1e-3][0],
         threshold_at_fpir_1e3=fnir[1e-3][1],
+        enrol_photos=split.enrol_photos,
+        template=template,
+        n_gallery_identities=len(column),
+        at_thresholds=at_thresholds,
     )

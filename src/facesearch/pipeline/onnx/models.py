@@ -1,0 +1,84 @@
+"""The ONNX sessions of the npm model pack, loaded once per process on first use."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesearch.errors import ModelUnavailable
+from facesearch.pipeline.models_install import MODEL_FILES, missing_models, not_installed_error, onnx_dir
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ModelUnavailable(
+            "onnxruntime is not installed: install the PyPI package 'onnxruntime'",
+            details={"package": "onnxruntime"},
+        ) from exc
+    return onnxruntime
+
+
+class OnnxModels:
+    """Lazily created onnxruntime sessions, shared by the pack's parts within a process.
+
+    One thread per session: the server gets its parallelism from worker processes, as
+    with dlib, so a session does not compete with the other worker for the cores.
+    """
+
+    def __init__(self, models_dir: Path | None = None, threads: int = 1) -> None:
+        self._models_dir = models_dir
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Any] = {}
+
+    @property
+    def folder(self) -> Path:
+        """Where the ``.onnx`` files are expected."""
+        return onnx_dir(self._models_dir)
+
+    def installed(self) -> bool:
+        """Whether every model file is present (cheap: no file is read)."""
+        return not missing_models(self._models_dir)
+
+    def require(self, what: str = "the ONNX model pack") -> None:
+        """Raise ModelUnavailable, naming the install command, when files are missing."""
+        if not self.installed():
+            raise not_installed_error(self._models_dir, what)
+
+    def session(self, role: str) -> Any:
+        """The onnxruntime session of a model role (``detect``, ``landmark``, ...)."""
+        found = self._sessions.get(role)
+        if found is not None:
+            return found
+        with self._lock:
+            if role not in self._sessions:
+                path = self.folder / MODEL_FILES[role]
+                if not path.is_file():
+                    raise not_installed_error(self._models_dir)
+                ort = _import_onnxruntime()
+                options = ort.SessionOptions()
+                options.log_severity_level = 3  # the liveness file has initializers listed as inputs
+                options.intra_op_num_threads = self._threads
+                options.inter_op_num_threads = 1
+                try:
+                    self._sessions[role] = ort.InferenceSession(
+                        str(path), options, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as exc:  # onnxruntime raises its own exception types
+                    raise ModelUnavailable(
+                        f"cannot load {path.name}: {exc}; reinstall with the install command",
+                        details={"file": path.name},
+                    ) from exc
+            return self._sessions[role]
+
+    def run(self, role: str, tensor: np.ndarray) -> list[np.ndarray]:
+        """Run one model on one input tensor (float32, NCHW); its outputs in order."""
+        session = self.session(role)
+        name = session.get_inputs()[0].name
+        outputs: list[np.ndarray] = session.run(None, {name: np.ascontiguousarray(tensor, np.float32)})
+        return outputs
