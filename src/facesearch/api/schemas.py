@@ -66,6 +66,7 @@ class PersonCreateParams(PersonFields):
 
     groups: list[str] = Field(default_factory=list, description="group names (repeated or comma-separated)")
     crop: bool = Field(False, description="the images are already tight face crops: no detection")
+    check_liveness: bool = Field(False, description="refuse photos not judged live (LIVENESS_FAILED)")
 
     split_groups = field_validator("groups", mode="before")(split_list)
 
@@ -73,6 +74,7 @@ class PersonCreateParams(PersonFields):
 class AddFaceParams(Params):
     face: FaceChoice = Field("central", description="which face when the photo has several")
     crop: bool = Field(False, description="the image is already a tight face crop: no detection")
+    check_liveness: bool = Field(False, description="refuse a photo not judged live (LIVENESS_FAILED)")
 
 
 class SearchParams(Params):
@@ -83,6 +85,13 @@ class SearchParams(Params):
     top_k: int = Field(1, ge=1, le=100, description="how many matches")
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="minimum similarity (default: collection's)"
+    )
+    max_false_positive_rate: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="instead of threshold: the chance a stranger matches anyone in the searched gallery; "
+        "the threshold used follows from the pack's calibration and the gallery's size",
     )
     groups: list[str] | None = Field(None, description="search only persons of these groups")
     search_mode: SearchMode = Field("fast", description="fast: ANN index; accurate: exhaustive")

@@ -52,7 +52,11 @@ def add_face(
     with its box, quality and `thumbnail_url`."""
     q = body.params
     ref = allowed_collection(svc, p, collection)
-    return success(render.face(svc.add_face(ref, person, body.image(), face=q.face, crop=q.crop)))
+    return success(
+        render.face(
+            svc.add_face(ref, person, body.image(), face=q.face, crop=q.crop, check_liveness=q.check_liveness)
+        )
+    )
 
 
 @router.delete(

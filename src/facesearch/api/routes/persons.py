@@ -62,6 +62,7 @@ def create_person(
         groups=q.groups,
         images=body.many,
         crop=q.crop,
+        check_liveness=q.check_liveness,
     )
     return success(render.person(person))
 
