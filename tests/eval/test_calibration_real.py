@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from embedworker import photo_embedder
 from facesearch.errors import ModelUnavailable
 from facesearch.eval.embedcache import PhotoEmbedder
 from facesearch.eval.fitting import check_calibration, identity_half, pair_distance_sets
@@ -21,13 +22,11 @@ from facesearch.pipeline.calibration import load_calibration
 
 pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".pytest_cache" / "facesearch-eval"
 CALIBRATED = [p for p in PACK_NAMES if load_calibration(p) is not None]
 
 
 def embedder(pack: str) -> PhotoEmbedder:
-    return PhotoEmbedder(pack, cache_dir=CACHE, workers=2)
+    return photo_embedder(pack)  # the tests' shared cache: each photo embedded once per run
 
 
 def test_dlib_has_a_table() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx_helpers import (
-    PackEmbeddingCache,
     accuracy_at,
     best_accuracy,
     lfw_pairs,
@@ -15,6 +14,7 @@ from onnx_helpers import (
     pair_distances,
 )
 
+from embedworker import EmbeddingCache
 from facesearch.pipeline import build_pack
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
@@ -32,12 +32,12 @@ def _pack_figures(
     return accuracy_at(distances, same, fixed), fixed, best, at
 
 
-def _vectors(faces_dir: Path, pack: str, dim: int) -> dict[Path, np.ndarray | None]:
+def _vectors(faces_dir: Path, pack: str) -> dict[Path, np.ndarray | None]:
     need_models()
     pairs = lfw_pairs(faces_dir)
     assert len(pairs) == 1000
     photos = sorted({p for a, b, _ in pairs for p in (a, b)})
-    vecs = PackEmbeddingCache(faces_dir, pack, dim).get_many(photos)
+    vecs = EmbeddingCache(faces_dir, pack).get_many(photos)
     misses = sum(v is None for v in vecs.values())
     print(f"{pack}: {misses} of {len(photos)} photos without a face")
     return vecs
@@ -45,12 +45,12 @@ def _vectors(faces_dir: Path, pack: str, dim: int) -> dict[Path, np.ndarray | No
 
 @pytest.fixture(scope="module")
 def onnx_vectors(faces_dir: Path) -> dict[Path, np.ndarray | None]:
-    return _vectors(faces_dir, "onnx", 512)
+    return _vectors(faces_dir, "onnx")
 
 
 @pytest.fixture(scope="module")
 def fusion_vectors(faces_dir: Path) -> dict[Path, np.ndarray | None]:
-    return _vectors(faces_dir, "fusion", 640)
+    return _vectors(faces_dir, "fusion")
 
 
 def test_onnx_lfw_dev_pairs(faces_dir: Path, onnx_vectors: dict[Path, np.ndarray | None]) -> None:
@@ -62,8 +62,6 @@ def test_onnx_lfw_dev_pairs(faces_dir: Path, onnx_vectors: dict[Path, np.ndarray
 def test_fusion_beats_dlib_by_half_a_point(
     faces_dir: Path, fusion_vectors: dict[Path, np.ndarray | None], embedding_cache: object
 ) -> None:
-    from embedworker import EmbeddingCache
-
     assert isinstance(embedding_cache, EmbeddingCache)
     dlib_vectors = embedding_cache.get_many(sorted(fusion_vectors))
     f_fixed, f_at, f_best, f_best_at = _pack_figures("fusion", faces_dir, fusion_vectors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -279,18 +280,38 @@ def test_pose_sanity_on_mirrored_photos(faces_dir: Path, models: OnnxModels) -> 
 
 
 @pytest.mark.realmodel
-def test_hog_then_onnx_detector_finds_what_hog_misses(faces_dir: Path, models: OnnxModels) -> None:
-    """The optional fallback for the dlib pack (not wired in): HOG misses this LFW photo."""
-    from facesearch.pipeline.dlib_pack import DlibModels
-    from facesearch.pipeline.onnx_pack import HogThenOnnxDetector
+def test_dlib_pack_falls_back_to_the_onnx_detector_when_hog_finds_nothing(
+    faces_dir: Path, models: OnnxModels
+) -> None:
+    """HOG misses this LFW photo; the dlib pack then asks the ONNX detector, and aligns with dlib."""
 
     path = faces_dir / "lfw" / "Luis_Horna" / "Luis_Horna_0002.jpg"
     if not path.is_file():
         pytest.skip(f"{path} is not in this copy of the photos")
     pixels = decode_image(path.read_bytes()).pixels
-    dlib_models = DlibModels()
-    detector = HogThenOnnxDetector(dlib_models, RfbDetector(models))
-    assert build_pack("dlib").detector.detect(pixels, upsample=1) == []
-    (face,) = detector.detect(pixels, upsample=0)
+    pack = build_pack("dlib")
+    assert pack.detector.detect(pixels, upsample=1) == []
+    assert pack.fallback_detector is not None
+    (face,) = pack.fallback_detector.detect(pixels, upsample=0)
     assert abs(face.box.center[0] - 125) < 30 and abs(face.box.center[1] - 125) < 40
     assert not isinstance(face, OnnxDetection)  # dlib's own 5 points, for dlib's chip
+    analysis = FacePipeline(pack).analyse_bytes(path.read_bytes())
+    assert len(analysis.faces) == 1 and analysis.faces[0].embedding.shape == (128,)
+    # A photo HOG handles never reaches the fallback: same embedding with and without it.
+    photo = (faces_dir / "probes" / "obama1.jpg").read_bytes()
+    with_fallback = FacePipeline(pack).analyse_bytes(photo).faces[0].embedding
+    without = (
+        FacePipeline(dataclasses.replace(pack, fallback_detector=None))
+        .analyse_bytes(photo)
+        .faces[0]
+        .embedding
+    )
+    assert np.array_equal(with_fallback, without)
+
+
+def test_fallback_detector_finds_nothing_without_the_models(tmp_path: Path) -> None:
+    from facesearch.pipeline.dlib_pack import DlibModels
+    from facesearch.pipeline.onnx_pack import optional_fallback_detector
+
+    detector = optional_fallback_detector(DlibModels(), models_dir=tmp_path)
+    assert detector.detect(np.zeros((100, 100, 3), np.uint8), upsample=0) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedworker import EmbeddingCache
+from embedworker import EmbeddingCache, need_models
 from facesearch.analyzer import AnalyseRequest, LocalAnalyzer
 from facesearch.config import Settings
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality
@@ -40,19 +40,29 @@ class PrecomputedAnalyzer:
         pass
 
 
+# Rank-1 floors per pack. The issue asked for 95%: the dlib descriptor measures 91.8% on this
+# protocol (92.7% flip-averaged, README "Accuracy"), so its floor guards what it has; the onnx and
+# fusion packs (installed by `make test` when npm is present) measure 98.0% and 98.2%.
+RANK1_FLOORS = {"dlib": 0.91, "onnx": 0.95, "fusion": 0.95}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("pack", list(RANK1_FLOORS))
 def test_lfw_dev_rank1_identification(
-    tmp_path: Path, faces_dir: Path, embedding_cache: EmbeddingCache
+    tmp_path: Path, faces_dir: Path, embedding_cache: EmbeddingCache, pack: str
 ) -> None:
+    if pack != "dlib":
+        need_models()
     lfw = faces_dir / "lfw"
     people = {d.name: sorted(d.glob("*.jpg")) for d in sorted(lfw.iterdir()) if d.is_dir()}
     photos = [p for ps in people.values() for p in ps]
-    vectors = embedding_cache.get_many(photos)
+    cache = embedding_cache if pack == "dlib" else EmbeddingCache(faces_dir, pack)
+    vectors = cache.get_many(photos)
     contents = {p: p.read_bytes() for p in photos}
     analyzer = PrecomputedAnalyzer({hashlib.sha256(contents[p]).hexdigest(): vectors[p] for p in photos})
     svc = FaceSearch(Settings(data_dir=tmp_path), analyzer=analyzer)
     try:
-        svc.create_collection("lfw")
+        svc.create_collection("lfw", pack=pack)
         refused = 0
         for name, ps in people.items():
             # Gallery: the first photo of everyone (one-photo persons are the distractors).
@@ -74,13 +84,11 @@ def test_lfw_dev_rank1_identification(
         svc.close()
     rate = hits / total
     print(
-        f"LFW dev identification: rank-1 {rate:.4f} ({hits}/{total} probes, "
+        f"LFW dev identification, pack {pack}: rank-1 {rate:.4f} ({hits}/{total} probes, "
         f"gallery {enrolled}, {refused} refused)"
     )
     assert len(people) == 1711 and total == 2493 - 496
-    # The issue asked for 95%. The dlib descriptor measures 91.8% on this protocol (93.0% with
-    # flip-averaged embeddings); 95% waits for a stronger pack. This floor guards what we have.
-    assert rate >= 0.91
+    assert rate >= RANK1_FLOORS[pack]
 
 
 def test_identify_all_two_people(tmp_path: Path, faces_dir: Path) -> None:

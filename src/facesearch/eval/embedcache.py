@@ -101,7 +101,7 @@ def pipeline_fingerprint(pack: Any) -> str:
     for module in (imaging, runner, base):
         digest.update(inspect.getsource(module).encode())
     seen: set[int] = set()
-    for component in (pack.detector, pack.aligner, pack.embedder, pack.quality):
+    for component in (pack.detector, pack.aligner, pack.embedder, pack.quality, pack.fallback_detector):
         for label, text in _walk(component, seen):
             digest.update(f"\n{label}\n{text}".encode())
     for dist in _LIBRARIES:

@@ -72,6 +72,8 @@ class ModelPack:
     distance_for_similarity: Callable[[float], float]
     default_threshold: float
     liveness: LivenessChecker | None = None
+    # Asked only when ``detector`` finds no face at all (the dlib packs: the ONNX detector).
+    fallback_detector: Detector | None = None
 
     def embed_one(self, chip: RGBImage) -> Embedding:
         """The embedding of one aligned chip as a float32 vector."""

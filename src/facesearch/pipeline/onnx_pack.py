@@ -151,14 +151,15 @@ class FusionEmbedder:
         return np.hstack([self._wd * d, self._wm * m]).astype(np.float32)
 
 
-class HogThenOnnxDetector:
-    """dlib's HOG detector, and the ONNX detector only when HOG finds nothing.
+class OnnxFallbackDetector:
+    """The ONNX detector's faces for the dlib packs, asked only when HOG found none.
 
-    Not used by the ``dlib`` pack (whose behaviour stays as measured): the ONNX box reframed
-    as a HOG box then goes through dlib's own 5-point predictor, so the dlib chip keeps its
-    alignment. On the LFW dev split HOG missed 9 of 3,708 photos and the ONNX detector none;
-    with the ONNX detector for every face the dlib embedding lost 0.4-0.5 point on the dev
-    pairs (98.4-98.5% against 98.9%), which is why it is only a fallback.
+    Each ONNX box is reframed as a HOG box and goes through dlib's own 5-point predictor, so
+    the dlib chip keeps its alignment; a photo HOG handles is embedded exactly as before, and
+    nothing changes until ``facesearch models install onnx`` has run (no models: no faces).
+    On the LFW dev split HOG missed 9 of 3,708 photos and the ONNX detector 1; with the ONNX
+    detector for every face the dlib embedding lost 0.4-0.5 point on the dev pairs (98.4-98.5%
+    against 98.9%), which is why it is only a fallback.
     """
 
     def __init__(self, dlib_models: DlibModels, onnx: RfbDetector) -> None:
@@ -166,9 +167,8 @@ class HogThenOnnxDetector:
         self._onnx = onnx
 
     def detect(self, image: RGBImage, *, upsample: int) -> list[Detection]:
-        found = self._hog.detect(image, upsample=upsample)
-        if found or not self._onnx_ready():
-            return found
+        if not self._onnx.models.installed():
+            return []
         return [
             replace(self._hog.locate(image, hog_box(box)), score=score)
             for box, score in self._onnx.boxes(image, upsample=upsample)
@@ -177,8 +177,12 @@ class HogThenOnnxDetector:
     def locate(self, image: RGBImage, box: Box) -> Detection:
         return self._hog.locate(image, box)
 
-    def _onnx_ready(self) -> bool:
-        return self._onnx.models.installed()
+
+def optional_fallback_detector(
+    dlib_models: DlibModels, models_dir: Path | None = None
+) -> OnnxFallbackDetector:
+    """The dlib packs' fallback detector; it finds nothing until the ONNX models are installed."""
+    return OnnxFallbackDetector(dlib_models, RfbDetector(OnnxModels(models_dir)))
 
 
 class ChipScaledQuality:

@@ -7,7 +7,7 @@ from facesearch.pipeline.base import ModelPack
 from facesearch.pipeline.calibration import pack_scale
 from facesearch.pipeline.dlib_pack import DlibAligner, DlibDetector, DlibEmbedder, DlibModels
 from facesearch.pipeline.flip import FlipEmbedder
-from facesearch.pipeline.onnx_pack import build_onnx_pack, optional_liveness
+from facesearch.pipeline.onnx_pack import build_onnx_pack, optional_fallback_detector, optional_liveness
 from facesearch.pipeline.quality import BasicQualityChecker
 from facesearch.pipeline.similarity import LogisticSimilarity
 
@@ -37,6 +37,7 @@ def build_pack(name: str) -> ModelPack:
                 distance_for_similarity=scale.distance_for_similarity,
                 default_threshold=scale.default_threshold,
                 liveness=optional_liveness(),  # available once `facesearch models install onnx` ran
+                fallback_detector=optional_fallback_detector(models),  # idem; only when HOG finds nothing
             )
         case "onnx" | "fusion":
             return build_onnx_pack(name)  # ModelUnavailable naming the install command if missing

@@ -150,7 +150,10 @@ class FacePipeline:
         if crop:
             detections = [self.pack.detector.locate(pixels, Box(0, 0, w, h))]
         elif every_face:
-            detections = self.pack.detector.detect(pixels, upsample=upsample_for(min_face_size, scale))
+            upsample = upsample_for(min_face_size, scale)
+            detections = self.pack.detector.detect(pixels, upsample=upsample)
+            if not detections and self.pack.fallback_detector is not None:
+                detections = self.pack.fallback_detector.detect(pixels, upsample=upsample)
         else:
             detections = self.detect_single(pixels)
         inv = 1.0 / scale
@@ -211,13 +214,16 @@ class FacePipeline:
         return tuple(out)
 
     def detect_single(self, pixels: RGBImage) -> list[Detection]:
-        """The scan when one face is wanted: half size, then full size, then upsampled."""
+        """The scan when one face is wanted: half size, then full size, then upsampled, then the
+        pack's fallback detector (if any)."""
         h, w = pixels.shape[:2]
         detections = self._coarse_detect(pixels) if max(h, w) >= COARSE_MIN_SIDE else []
         if not detections:
             detections = self.pack.detector.detect(pixels, upsample=0)
         if not detections:
             detections = self.pack.detector.detect(pixels, upsample=MAX_UPSAMPLE)
+        if not detections and self.pack.fallback_detector is not None:
+            detections = self.pack.fallback_detector.detect(pixels, upsample=0)
         return detections
 
     def _coarse_detect(self, pixels: RGBImage) -> list[Detection]:
