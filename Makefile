@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install models run test check bench clean
+.PHONY: install models browser run test check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ models: install
 run: install models
 	$(VENV)/bin/facesearch serve --host 127.0.0.1 --port 8000
 
+# Debian's Chromium for the web page tests (tests/web): apt-get, only when /usr/bin/chromium is
+# missing; never a downloaded browser. Without it the browser tests skip with a message.
+browser:
+	sh scripts/install-browser.sh
+
 # pytest exits 5 when it collects no test: make treats that as a failure too.
-test: install models
+test: install models browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install

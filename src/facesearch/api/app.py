@@ -22,6 +22,7 @@ from facesearch.api.security import Authenticator, install_log_redaction
 from facesearch.api.urlfetch import UrlFetcher
 from facesearch.config import Settings
 from facesearch.service import FaceSearch
+from facesearch.web import install_web
 
 DESCRIPTION = """\
 Self-hosted face identification: collections of persons with enrolled faces, and
@@ -90,5 +91,6 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    install_web(app)  # the page at / (static files, no key; its /v1 calls need one)
     install_log_redaction()
     return app
