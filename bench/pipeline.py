@@ -1,4 +1,4 @@
-"""Per-stage timings of the dlib pipeline: decode, detect, landmarks, align, quality, embed.
+"""Per-stage timings of a model pack's pipeline (default dlib): decode, detect, align, quality, embed.
 
 Each stage is timed on its own by calling the model pack's parts directly, on two sets
 of real photos from ../shared/faces (or --faces / FACESEARCH_FACES_DIR):
@@ -60,13 +60,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg")
 # (key, label) in table order; "detect (policy)" is what the runner does when one face is wanted.
 STAGES = (
     ("decode", "decode (`decode_image`, target_max_side=WORK_MAX_SIDE)"),
-    ("detect_up0", "detect, upsample=0 (HOG + 5-point landmarks)"),
-    ("detect_up1", "detect, upsample=1 (HOG + 5-point landmarks)"),
+    ("detect_up0", "detect, upsample=0 (detector + landmarks; dlib: HOG + 5 points)"),
+    ("detect_up1", "detect, upsample=1 (detector + landmarks; dlib: HOG + 5 points)"),
     ("detect_policy", "detect, runner policy (half size, full, then upsampled)"),
-    ("landmarks", "landmarks alone (5-point `locate`, 1 face; part of detect)"),
-    ("align", "align (`get_face_chip` 150x150)"),
+    ("landmarks", "landmarks alone (`locate`, 1 face; part of detect)"),
+    ("align", "align (dlib: `get_face_chip` 150x150)"),
     ("quality", "quality (`BasicQualityChecker.assess`)"),
-    ("embed", "embed (ResNet descriptor, 1 chip)"),
+    ("embed", "embed (1 chip; dlib: ResNet descriptor)"),
     ("stage_sum", "sum: decode + detect policy + align + quality + embed"),
     ("analyse_bytes", "end to end: `FacePipeline.analyse_bytes`"),
 )
@@ -330,13 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="passes over each photo set")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument("--faces", help=f"photo folder (default: ${FACES_ENV} or ../shared/faces)")
+    parser.add_argument("--pack", default="dlib", help="model pack: dlib (default), dlib-flip, onnx, fusion")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     faces = faces_dir(args.faces)
 
     started = time.perf_counter()
-    pack = build_pack("dlib")
+    pack = build_pack(args.pack)
     pipeline = FacePipeline(pack)
     # Load the models and run every stage once before anything is timed.
     lfw = lfw_photos(faces, LFW_COUNT)
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     conf = settings(args.repeat, faces)
     conf["elapsed_s"] = round(time.perf_counter() - started, 1)
 
-    print(f"# facesearch pipeline stages (dlib pack), {args.repeat} passes over each photo set\n")
+    print(f"# facesearch pipeline stages ({pack.name} pack), {args.repeat} passes over each photo set\n")
     print(markdown(summaries))
     print()
     for label, summary in summaries.items():
