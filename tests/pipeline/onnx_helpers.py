@@ -1,4 +1,4 @@
-"""Helpers for the ONNX pack tests: skip when the models are missing, LFW pairs, labelled boxes,
+"""Helpers for the real-photo pipeline tests: skip without the ONNX models, LFW pairs, labelled boxes,
 pair distances and accuracies (embeddings come from embedworker's shared cache)."""
 
 from __future__ import annotations

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_helpers import labelled_boxes, lfw_pairs
 
-from facesearch.domain import Box
 from facesearch.errors import ModelUnavailable, NoFaceDetected
 from facesearch.pipeline import FacePipeline
 from facesearch.pipeline.dlib_pack import DlibModels
@@ -17,20 +16,8 @@ from facesearch.pipeline.dlib_pack import DlibModels
 pytestmark = pytest.mark.realmodel
 
 
-def _labelled_boxes(faces_dir: Path) -> dict[Path, list[Box]]:
-    root = ET.parse(faces_dir / "groups" / "dlib_training.xml").getroot()
-    out: dict[Path, list[Box]] = {}
-    for image in root.iter("image"):
-        boxes = [
-            Box(int(b.get("left", 0)), int(b.get("top", 0)), int(b.get("width", 0)), int(b.get("height", 0)))
-            for b in image.iter("box")
-        ]
-        out[faces_dir / "groups" / f"dlib_{image.get('file')}"] = boxes
-    return out
-
-
 def test_group_photos_find_labelled_faces(faces_dir: Path, dlib_pipeline: FacePipeline) -> None:
-    labelled = _labelled_boxes(faces_dir)
+    labelled = labelled_boxes(faces_dir)
     found = total = 0
     for path, boxes in labelled.items():
         analysis = dlib_pipeline.analyse_bytes(path.read_bytes(), every_face=True)
@@ -127,22 +114,7 @@ def test_lfw_dev_pairs_accuracy_at_fixed_threshold(faces_dir: Path, embedding_ca
     from facesearch.pipeline import build_pack
 
     assert isinstance(embedding_cache, EmbeddingCache)
-    lfw = faces_dir / "lfw"
-    pairs: list[tuple[Path, Path, bool]] = []
-    for line in (lfw / "pairsDevTest.txt").read_text().splitlines()[1:]:
-        p = line.split()
-        if len(p) == 3:
-            pairs.append(
-                (lfw / p[0] / f"{p[0]}_{int(p[1]):04d}.jpg", lfw / p[0] / f"{p[0]}_{int(p[2]):04d}.jpg", True)
-            )
-        elif len(p) == 4:
-            pairs.append(
-                (
-                    lfw / p[0] / f"{p[0]}_{int(p[1]):04d}.jpg",
-                    lfw / p[2] / f"{p[2]}_{int(p[3]):04d}.jpg",
-                    False,
-                )
-            )
+    pairs = lfw_pairs(faces_dir)
     assert len(pairs) == 1000
     vecs = embedding_cache.get_many(sorted({p for a, b, _ in pairs for p in (a, b)}))
     failures = sum(v is None for v in vecs.values())
