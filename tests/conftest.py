@@ -41,3 +41,24 @@ def dlib_pipeline() -> object:
 def embedding_cache(faces_dir: Path) -> Iterator[EmbeddingCache]:
     """Session-wide cache of real dlib embeddings of shared photos."""
     yield EmbeddingCache(faces_dir)
+
+
+# --- figures: what passing tests printed (accuracy, recall, recovery counts) ------------------
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed and report.capstdout.strip():
+        _FIGURES.append((report.nodeid, report.capstdout.strip()))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures the tests measured, so a CI log carries them (not only on failure)."""
+    if not _FIGURES:
+        return
+    terminalreporter.section("figures printed by passing tests")
+    for nodeid, text in _FIGURES:
+        terminalreporter.write_line(nodeid)
+        for line in text.splitlines()[:20]:
+            terminalreporter.write_line(f"    {line[:300]}")
