@@ -38,8 +38,13 @@ check: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# Benchmarks (not tests): the pipeline stages, then the scale suite up to BENCH_MAX faces (galleries
+# in BENCH_DIR; about 30 min at 1,000,000), writing bench/results/latest.md and latest.json.
+BENCH_MAX ?= 1000000
+BENCH_DIR ?= /tmp/fs-bench
 bench: install
 	$(PY) bench/pipeline.py
+	$(PY) bench/scale.py --max $(BENCH_MAX) --workdir $(BENCH_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -148,7 +148,7 @@ class HnswIndex(PartitionedIndex):
 
     def graph_size(self, partition: int) -> int | None:
         """Live faces in the partition's graph, or None when it is served by the exact scan only."""
-        with self._lock:
+        with self._lock.read():
             graph = self._graphs.get(partition)
             return len(graph.fid_of) if graph is not None else None
 
@@ -253,10 +253,10 @@ class HnswIndex(PartitionedIndex):
         graph = _Graph(index)
         pairs = np.load(gen_dir / f"p{part}.labels.npy", allow_pickle=False)
         graph.next_label = int(info["next_label"])
-        for label, fid in pairs.tolist():
-            graph.fid_of[label] = fid
-            graph.label_of[fid] = label
-        if len(graph.label_of) != store.n or any(store.row_of(f) is None for f in graph.label_of):
+        labels, fids = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+        graph.fid_of = dict(zip(labels, fids, strict=True))
+        graph.label_of = dict(zip(fids, labels, strict=True))
+        if len(graph.fid_of) != len(labels) or not store.holds_exactly(graph.label_of.keys()):
             return None
         if graph.vacant < 0 or graph.next_label <= max(graph.fid_of, default=-1):
             return None

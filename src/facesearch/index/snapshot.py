@@ -161,7 +161,7 @@ def _read_partition(gen: Path, part: int, info: dict[str, Any]) -> PartitionStor
             raise SnapshotError(f"partition {part}: vectors do not match dim {dim}")
         if fids.dtype != np.int64 or pids.dtype != np.int64 or len(np.unique(fids)) != n:
             raise SnapshotError(f"partition {part}: bad face ids")
-        store.upsert(fids, pids, vecs)
+        store = PartitionStore.from_arrays(fids, pids, vecs)
     for person, names in info["groups"].items():
         store.set_groups(int(person), as_groups(str(g) for g in names))
     return store

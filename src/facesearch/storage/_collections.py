@@ -102,6 +102,15 @@ class CollectionsMixin(StoreBase):
             row = self._collection(s, ref)
             return self._to_collection(row, *self._counts(s, row.id))
 
+    def collection_info(self, ref: Ref) -> Collection:
+        """A collection by primary key, uid or name, WITHOUT its counts (both read -1).
+
+        For the search path: ``get_collection`` counts the collection's persons and faces,
+        which at 1M faces costs tens of milliseconds per request (see bench/scale.py).
+        """
+        with self._read() as s:
+            return self._to_collection(self._collection(s, ref), -1, -1)
+
     def collection_pk(self, ref: Ref) -> int:
         """The integer primary key of a collection given by uid or name."""
         with self._read() as s:
