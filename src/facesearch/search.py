@@ -94,7 +94,7 @@ class SearchMixin:
     def _collections(self, refs: Sequence[str]) -> list[Collection]:
         if not refs:
             raise ValidationError("name at least one collection", field="collections")
-        colls = [self.store.get_collection(r) for r in refs]
+        colls = [self.store.collection_info(r) for r in refs]
         packs = {c.pack for c in colls}
         if len(packs) > 1:
             raise ValidationError(
@@ -405,7 +405,7 @@ class SearchMixin:
             raise ValidationError("output_size must be from 16 to 1024", field="output_size")
         if not 0.25 <= output_aspect <= 4.0:
             raise ValidationError("output_aspect must be from 0.25 to 4", field="output_aspect")
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         pack = self.pack(coll.pack)
         self._require_liveness(pack, check_liveness)
         if max_false_positive_rate is not None:
@@ -476,7 +476,7 @@ class SearchMixin:
         if person is not None:
             if collection is None:
                 raise ValidationError("a person is looked up in a collection: name it", field="collection")
-            coll = self.store.get_collection(collection)
+            coll = self.store.collection_info(collection)
             pack_name = coll.pack
             target = self.store.get_person(coll.id, person)
             references = self.store.person_embeddings(target.id)

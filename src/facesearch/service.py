@@ -304,7 +304,7 @@ class FaceSearch(SearchMixin):
         refused photo refuses the whole request (details name the image's position).
         ``check_liveness``: each photo must also pass liveness (LIVENESS_FAILED otherwise).
         """
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         limit = self.collection_setting(coll, "max_faces_per_person")
         if len(images) > limit:
             raise ValidationError(f"at most {limit} images per person in this collection", field="images")
@@ -318,7 +318,7 @@ class FaceSearch(SearchMixin):
 
     def get_person(self, collection: str, person: str) -> Person:
         """A person with their faces."""
-        return self.store.get_person(self.store.get_collection(collection).id, person)
+        return self.store.get_person(self.store.collection_info(collection).id, person)
 
     def list_persons(
         self,
@@ -333,19 +333,19 @@ class FaceSearch(SearchMixin):
         """A page of persons and the cursor of the next page (None at the end)."""
         if not 1 <= limit <= 1000:
             raise ValidationError("limit must be from 1 to 1000", field="limit")
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         return self.store.list_persons(coll.id, group, external_id, name_prefix, limit, cursor)
 
     def update_person(self, collection: str, person: str, **fields: Any) -> Person:
         """Edit name, external id, metadata or groups."""
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         result = self.store.update_person(coll.id, person, **fields)
         self.sync()
         return result
 
     def delete_person(self, collection: str, person: str) -> None:
         """Delete a person with every face, embedding and thumbnail."""
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         self.store.delete_person(coll.id, person)
         self.sync()
 
@@ -360,7 +360,7 @@ class FaceSearch(SearchMixin):
         check_liveness: bool = False,
     ) -> Face:
         """Enrol one more face of a person (the face nearest the centre when several)."""
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         target = self.store.get_person(coll.id, person)
         limit = self.collection_setting(coll, "max_faces_per_person")
         if len(target.faces) >= limit:
@@ -381,7 +381,7 @@ class FaceSearch(SearchMixin):
 
     def delete_face(self, collection: str, face: str) -> None:
         """Remove one face (its embedding and thumbnail)."""
-        coll = self.store.get_collection(collection)
+        coll = self.store.collection_info(collection)
         self.store.delete_face(coll.id, face)
         self.sync()
 
@@ -393,26 +393,26 @@ class FaceSearch(SearchMixin):
 
     def create_group(self, collection: str, name: str) -> Group:
         """Create a group in a collection."""
-        return self.store.create_group(self.store.get_collection(collection).id, name)
+        return self.store.create_group(self.store.collection_info(collection).id, name)
 
     def list_groups(self, collection: str) -> list[Group]:
         """Groups with their person counts (the implicit ``default`` first)."""
-        return self.store.list_groups(self.store.get_collection(collection).id)
+        return self.store.list_groups(self.store.collection_info(collection).id)
 
     def delete_group(self, collection: str, group: str) -> None:
         """Delete a group; its persons stay, without that membership."""
-        self.store.delete_group(self.store.get_collection(collection).id, group)
+        self.store.delete_group(self.store.collection_info(collection).id, group)
         self.sync()
 
     def add_member(self, collection: str, group: str, person: str) -> Person:
         """Put a person in a group (created when missing)."""
-        result = self.store.add_member(self.store.get_collection(collection).id, group, person)
+        result = self.store.add_member(self.store.collection_info(collection).id, group, person)
         self.sync()
         return result
 
     def remove_member(self, collection: str, group: str, person: str) -> Person:
         """Take a person out of a group."""
-        result = self.store.remove_member(self.store.get_collection(collection).id, group, person)
+        result = self.store.remove_member(self.store.collection_info(collection).id, group, person)
         self.sync()
         return result
 
