@@ -373,15 +373,13 @@ def thread_speedup(ix: VectorIndex, part: int, qs: np.ndarray, threshold: float)
 
 
 class Server:
-    def __init__(self, data_dir: Path, workers: int, logs: Path, proposed: bool = False) -> None:
+    def __init__(self, data_dir: Path, workers: int, logs: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).parent / "facesearch"
         base = (
             [str(exe)] if exe.exists() else [sys.executable, "-c", "from facesearch.cli import main; main()"]
         )
-        if proposed:
-            base = [sys.executable, str(Path(__file__).resolve().parent / "serve_proposed.py")]
         cmd = [
             *base,
             "serve",
@@ -525,8 +523,6 @@ def e2e_bench(
     gc.collect()
     server = Server(data_dir, 2, logs)
     other: Server | None = None
-    prop: Server | None = None
-    prop_c: httpx.Client | None = None
     try:
         out["startup_s"] = server.wait_ready()
         out.update({f"ready_{k}": v for k, v in server.memory().items()})
@@ -535,11 +531,6 @@ def e2e_bench(
             ref_logs.mkdir(exist_ok=True)
             other = Server(ref[0], 2, ref_logs)
             other.wait_ready()
-            prop_logs = logs / "proposed"
-            prop_logs.mkdir(exist_ok=True)
-            prop = Server(data_dir, 2, prop_logs, proposed=True)
-            prop.wait_ready()
-            prop_c = httpx.Client(base_url=prop.url, headers={"X-API-Key": key}, timeout=120)
         main_c = httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=120)
         ref_c = (
             httpx.Client(base_url=other.url, headers={"X-API-Key": ref[1]}, timeout=120)
@@ -554,11 +545,9 @@ def e2e_bench(
                 identify_once(main_c, probes[i % len(probes)][1])
                 if ref_c is not None:
                     identify_once(ref_c, probes[i % len(probes)][1])
-                if prop_c is not None:
-                    identify_once(prop_c, probes[i % len(probes)][1])
             if fr is not None:
                 fr.once(keep=False)
-            mine, theirs, proposed = Samples(), Samples(), Samples()
+            mine, theirs = Samples(), Samples()
             fr_every = max(1, requests // max(1, fr_reps)) if fr is not None and fr_reps else 0
             t0 = time.perf_counter()
             for i in range(requests):
@@ -568,9 +557,6 @@ def e2e_bench(
                 if ref_c is not None:
                     secs, data = identify_once(ref_c, photo)
                     theirs.add(name, secs, data)
-                if prop_c is not None:
-                    secs, data = identify_once(prop_c, photo)
-                    proposed.add(name, secs, data)
                 if fr is not None and fr_every and i % fr_every == 0 and fr.runs <= fr_reps:
                     fr.once()
             out.update(mine.summary("c1", None if ref_c or fr else time.perf_counter() - t0))
@@ -578,22 +564,13 @@ def e2e_bench(
                 out.update(theirs.summary("ref"))
                 out["ref_faces"] = ref[0].name
                 out["c1_over_ref"] = out["c1_p50_ms"] / out["ref_p50_ms"]
-            if prop_c is not None:
-                out.update(proposed.summary("prop"))
-                out["prop_over_ref"] = out["prop_p50_ms"] / out["ref_p50_ms"]
-                out["prop_over_c1"] = out["prop_p50_ms"] / out["c1_p50_ms"]
         finally:
             main_c.close()
             if ref_c is not None:
                 ref_c.close()
-            if prop_c is not None:
-                prop_c.close()
         if other is not None:
             other.stop()
             other = None
-        if prop is not None:
-            prop.stop()
-            prop = None
         # throughput: one client alone, then two concurrent clients
         for clients in (1, 2):
             samples = Samples()
@@ -619,8 +596,6 @@ def e2e_bench(
         server.stop()
         if other is not None:
             other.stop()
-        if prop is not None:
-            prop.stop()
     return out
 
 
@@ -820,7 +795,6 @@ def markdown(res: dict[str, Any]) -> str:
         "2 clients req/s",
         "stages p50 ms (1 client): decode / detect / embed / search / query / HTTP",
         "p50 / smallest gallery's (interleaved)",
-        "with collection_info: p50 ms / smallest's",
         "correct",
         "commercial ms",
     ]
@@ -854,7 +828,6 @@ def markdown(res: dict[str, Any]) -> str:
                     f"{e['c1_over_ref']:.3f} ({e['c1_p50_ms']:.1f} / {e['ref_p50_ms']:.1f})"
                     if "c1_over_ref" in e
                     else "-",
-                    f"{e['prop_p50_ms']:.1f} / {e['prop_over_ref']:.3f}" if "prop_p50_ms" in e else "-",
                     f"{min(e['c1_correct'], e['c2_correct']):.2f}",
                     fmt(COMMERCIAL.get(r["faces"])),
                 ]
@@ -962,14 +935,6 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"identify e2e 1 client p50 <= 100 ms at {tag}", f"{p:.1f} ms", p <= 100)
         ratio = b["e2e"].get("c1_over_ref") or p / s["e2e"]["c1_p50_ms"]
         add(f"identify e2e at {tag} <= 1.2x the {small:,} figure", f"{ratio:.2f}x", ratio <= 1.2)
-        if "prop_p50_ms" in b["e2e"]:
-            pp, pr = b["e2e"]["prop_p50_ms"], b["e2e"]["prop_over_ref"]
-            add(f"(proposed search.py change) identify e2e p50 <= 100 ms at {tag}", f"{pp:.1f} ms", pp <= 100)
-            add(
-                f"(proposed search.py change) e2e at {tag} <= 1.2x the {small:,} figure",
-                f"{pr:.2f}x",
-                pr <= 1.2,
-            )
     x = b["search"]
     add(f"search exact p50 <= 25 ms at {tag}", f"{x['exact_p50_ms']:.2f} ms", x["exact_p50_ms"] <= 25)
     add(f"search HNSW p50 <= 1 ms at {tag}", f"{x['hnsw_p50_ms']:.3f} ms", x["hnsw_p50_ms"] <= 1)
