@@ -141,12 +141,8 @@ class SearchMixin:
 
     def _require_liveness(self, pack: ModelPack, check_liveness: bool) -> None:
         """Refuse before any work when liveness is asked for and the pack cannot check it."""
-        if check_liveness and (pack.liveness is None or not pack.liveness.available()):
-            raise LivenessUnavailable(
-                "liveness was asked for, but no liveness model is installed with this model pack: "
-                "run `facesearch models install onnx`",
-                details={"pack": pack.name, "install": "facesearch models install onnx"},
-            )
+        if check_liveness:
+            pack.require_liveness()
 
     def _check_liveness(self, analysis: Any, check_liveness: bool, *, single: bool) -> None:
         """Raise LivenessFailed when a face of ``analysis`` is not judged live.

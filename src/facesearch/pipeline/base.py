@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from facesearch.domain import Box, Detection, Embedding, Quality, RGBImage
+from facesearch.errors import LivenessUnavailable
+from facesearch.pipeline.models_install import INSTALL_COMMAND
 
 if TYPE_CHECKING:
     from facesearch.pipeline.liveness import LivenessScores
@@ -74,6 +76,16 @@ class ModelPack:
     liveness: LivenessChecker | None = None
     # Asked only when ``detector`` finds no face at all (the dlib packs: the ONNX detector).
     fallback_detector: Detector | None = None
+
+    def require_liveness(self) -> LivenessChecker:
+        """The pack's installed liveness checker; LivenessUnavailable when it has none."""
+        if self.liveness is None or not self.liveness.available():
+            raise LivenessUnavailable(
+                "liveness was asked for, but no liveness model is installed with this model pack: "
+                f"run `{INSTALL_COMMAND}`",
+                details={"pack": self.name, "install": INSTALL_COMMAND},
+            )
+        return self.liveness
 
     def embed_one(self, chip: RGBImage) -> Embedding:
         """The embedding of one aligned chip as a float32 vector."""

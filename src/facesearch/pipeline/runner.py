@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality, RGBImage
-from facesearch.errors import LivenessUnavailable, NoFaceDetected
+from facesearch.errors import NoFaceDetected
 from facesearch.imaging import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -138,12 +138,8 @@ class FacePipeline:
         LivenessUnavailable when the pack has none installed). Raises NoFaceDetected when
         no face is found.
         """
-        if liveness and (self.pack.liveness is None or not self.pack.liveness.available()):
-            raise LivenessUnavailable(
-                "liveness was asked for, but no liveness model is installed with this model pack: "
-                "run `facesearch models install onnx`",
-                details={"pack": self.pack.name, "install": "facesearch models install onnx"},
-            )
+        if liveness:
+            self.pack.require_liveness()
         timings = timings or Timings()
         h, w = pixels.shape[:2]
         t0 = time.perf_counter()
@@ -200,11 +196,11 @@ class FacePipeline:
     ) -> tuple[LivenessScores, ...]:
         """Liveness scores of the chosen face(s); with one face wanted, the sizes of the
         other faces found (relative to it) go along for the TOO_MANY_FACES rule."""
-        assert self.pack.liveness is not None
+        checker = self.pack.require_liveness()
         t0 = time.perf_counter()
         out = []
         for d in detections:
-            scores = self.pack.liveness.check(pixels, d)
+            scores = checker.check(pixels, d)
             if not every_face:
                 side = max(1, min(d.box.width, d.box.height))
                 others = tuple(min(o.box.width, o.box.height) / side for o in found if o is not d)
