@@ -13,18 +13,11 @@ from facesearch.domain import Box
 
 
 def lfw_pairs(faces_dir: Path) -> list[tuple[Path, Path, bool]]:
-    """The 1,000 LFW development pairs (500 same, 500 different)."""
+    """The 1,000 LFW development pairs (500 same, 500 different), read by the eval code."""
+    from facesearch.eval.protocols import read_pairs
+
     lfw = faces_dir / "lfw"
-    pairs: list[tuple[Path, Path, bool]] = []
-    for line in (lfw / "pairsDevTest.txt").read_text().splitlines()[1:]:
-        p = line.split()
-        if len(p) == 3:
-            a, b = lfw / p[0] / f"{p[0]}_{int(p[1]):04d}.jpg", lfw / p[0] / f"{p[0]}_{int(p[2]):04d}.jpg"
-            pairs.append((a, b, True))
-        elif len(p) == 4:
-            a, b = lfw / p[0] / f"{p[0]}_{int(p[1]):04d}.jpg", lfw / p[2] / f"{p[2]}_{int(p[3]):04d}.jpg"
-            pairs.append((a, b, False))
-    return pairs
+    return [(p.path_a, p.path_b, p.same) for p in read_pairs(lfw / "pairsDevTest.txt", lfw).pairs]
 
 
 def labelled_boxes(faces_dir: Path) -> dict[Path, list[Box]]:
