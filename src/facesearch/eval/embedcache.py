@@ -34,7 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 QUALITY_FIELDS = ("face_size", "yaw", "pitch", "sharpness", "brightness", "detection_score")
 """Columns of :attr:`CachedFace.quality` (face size in original pixels, angles in degrees)."""
 
-_LIBRARIES = ("numpy", "pillow", "dlib-bin", "dlib", "face-recognition-models", "onnxruntime")
+_LIBRARIES = ("numpy", "pillow", "dlib-bin", "dlib", "face-recognition-models", "onnxruntime", "onnx")
 _SAVE_EVERY = 256
 
 
@@ -94,11 +94,12 @@ def _walk(obj: Any, seen: set[int], depth: int = 0) -> Iterator[tuple[str, str]]
 def pipeline_fingerprint(pack: Any) -> str:
     """16 hex digits that change whenever the embedding of a photo by ``pack`` could change."""
     from facesearch import imaging
-    from facesearch.pipeline import base, runner
+    from facesearch.pipeline import base, dlib_onnx, dlib_pack, runner
 
     digest = hashlib.sha256()
     digest.update(f"pack={pack.name}\n".encode())
-    for module in (imaging, runner, base):
+    digest.update(f"dlib engine={os.environ.get(dlib_pack.ENGINE_ENV, 'auto')}\n".encode())
+    for module in (imaging, runner, base, dlib_onnx):
         digest.update(inspect.getsource(module).encode())
     seen: set[int] = set()
     for component in (pack.detector, pack.aligner, pack.embedder, pack.quality, pack.fallback_detector):
