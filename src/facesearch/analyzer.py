@@ -7,15 +7,18 @@ index search and SQL stay responsive in the main process.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Protocol
 
 from facesearch.pipeline import Analysis, FaceChoice, FacePipeline, ModelPack, build_pack
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,14 @@ class LocalAnalyzer:
 _worker: LocalAnalyzer | None = None
 
 
-def _init_worker() -> None:
+def _init_worker(warm: Sequence[str] = ()) -> None:
     global _worker
     _worker = LocalAnalyzer()
+    for pack in warm:
+        try:
+            _worker.pipeline(pack).pack.warm_up()
+        except Exception as exc:  # a pack that cannot load says so on its first real request
+            log.warning("worker %d could not warm up model pack %s: %s", os.getpid(), pack, exc)
 
 
 def _work(request: AnalyseRequest) -> Analysis:
@@ -94,14 +102,40 @@ def _work(request: AnalyseRequest) -> Analysis:
     return _worker.analyse(request)
 
 
-class ProcessAnalyzer:
-    """A pool of worker processes, each with its own copy of the models."""
+def _started() -> int:
+    return os.getpid()
 
-    def __init__(self, workers: int | None = None) -> None:
+
+def _worker_packs() -> tuple[int, tuple[str, ...]]:
+    """(pid, packs whose pipeline this worker has built): for tests and diagnostics."""
+    assert _worker is not None
+    return os.getpid(), tuple(sorted(_worker._pipelines))
+
+
+class ProcessAnalyzer:
+    """A pool of worker processes, each with its own copy of the models.
+
+    With ``warm`` packs, every worker is started at once and loads and runs those packs'
+    models in its initializer (while the caller goes on, for example loading the index),
+    so the first photo does not pay 1-2 s of model loading; ``wait_started`` waits for it.
+    """
+
+    def __init__(self, workers: int | None = None, warm: Sequence[str] = ()) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker
+            max_workers=self.workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(tuple(warm),),
         )
+        # One task per worker: with "spawn" each submit that finds no idle worker starts one.
+        self._starting: list[Future[int]] = (
+            [self._pool.submit(_started) for _ in range(self.workers)] if warm else []
+        )
+
+    def wait_started(self, timeout: float | None = None) -> None:
+        """Wait until the workers started by ``warm`` have run their initializer."""
+        wait(self._starting, timeout=timeout)
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
         return self._pool.submit(_work, request).result()

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from facesearch import __version__
-from facesearch.analyzer import Analyzer, ProcessAnalyzer
+from facesearch.analyzer import ProcessAnalyzer
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.limits import BodySizeLimitMiddleware
 from facesearch.api.routes import ROUTERS
@@ -41,11 +41,23 @@ fields; lists as repeated fields or comma-separated), or JSON with `image_base64
 """
 
 
+WARM_UP_TIMEOUT_S = 120.0
+
+
 def build_service(settings: Settings) -> FaceSearch:
-    """The service for ``settings``: worker processes for CPU work when ``settings.workers`` > 0."""
-    analyzer: Analyzer | None = ProcessAnalyzer(settings.workers) if settings.workers > 0 else None
+    """The service for ``settings``: worker processes for CPU work when ``settings.workers`` > 0.
+
+    The workers load the default pack's models while this process opens SQL and the index,
+    and the service is returned once both are done: the first photo pays no model loading.
+    """
+    analyzer = None
+    if settings.workers > 0:
+        analyzer = ProcessAnalyzer(settings.workers, warm=(settings.default_pack,))
     try:
-        return FaceSearch(settings, analyzer=analyzer)
+        service = FaceSearch(settings, analyzer=analyzer)
+        if analyzer is not None:
+            analyzer.wait_started(timeout=WARM_UP_TIMEOUT_S)
+        return service
     except BaseException:
         if analyzer is not None:
             analyzer.close()
