@@ -67,6 +67,7 @@ STAGES = (
     ("align", "align (dlib: `get_face_chip` 150x150)"),
     ("quality", "quality (`BasicQualityChecker.assess`)"),
     ("embed", "embed (1 chip; dlib: ResNet descriptor)"),
+    ("embed_dlib_bin", "embed, dlib-bin's own engine (`FACESEARCH_DLIB_ENGINE=dlib`; not summed)"),
     ("stage_sum", "sum: decode + detect policy + align + quality + embed"),
     ("analyse_bytes", "end to end: `FacePipeline.analyse_bytes`"),
 )
@@ -196,6 +197,15 @@ def _analyse_or_none(pipeline: FacePipeline, data: bytes) -> object:
         return None
 
 
+def dlib_bin_descriptor() -> Any:
+    """dlib-bin's own descriptor engine, whatever FACESEARCH_DLIB_ENGINE says."""
+    import dlib
+
+    from facesearch.pipeline.dlib_pack import DESCRIPTOR_MODEL, DlibBinDescriptor, models_dir
+
+    return DlibBinDescriptor(dlib, models_dir() / DESCRIPTOR_MODEL)
+
+
 def bench_set(label: str, pack: ModelPack, photos: list[tuple[str, bytes]], repeat: int) -> SetResult:
     """Time every stage on every photo, ``repeat`` passes.
 
@@ -218,6 +228,9 @@ def bench_set(label: str, pack: ModelPack, photos: list[tuple[str, bytes]], repe
         "quality": lambda f: pack.quality.assess(f.pixels, f.detection, f.chip),
         "embed": lambda f: pack.embedder.embed([f.chip]),
     }
+    if pack.name == "dlib":  # the same network on dlib-bin, timed beside the onnxruntime graph
+        own = dlib_bin_descriptor()
+        on_face["embed_dlib_bin"] = lambda f: own.compute(f.chip[None])
     times: dict[str, list[float]] = {key: [] for key in (*on_photo, *on_face)}
     cpu: dict[str, list[float]] = {key: [] for key in times}
 
@@ -295,8 +308,8 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     for key, text in STAGES:
         row = [text]
         for label in labels:
-            stage = summaries[label]["stages"][key]
-            row += [_cell(stage[k]) for k in ("median_ms", "p90_ms", "cpu_median_ms")]
+            stage = summaries[label]["stages"].get(key)
+            row += [_cell(stage[k] if stage else None) for k in ("median_ms", "p90_ms", "cpu_median_ms")]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -92,7 +92,7 @@ class DlibModels:
         return dlib, detector, predictor, descriptor
 
 
-class _DlibDescriptor:
+class DlibBinDescriptor:
     """dlib-bin's own descriptor network (one core, about 60 ms a face)."""
 
     engine = "dlib"
@@ -112,7 +112,7 @@ def _descriptor(dlib: Any, path: Path, engine: str) -> Any:
             f"{ENGINE_ENV}={engine!r} is not one of {', '.join(ENGINES)}", details={"setting": ENGINE_ENV}
         )
     if engine == "dlib":
-        return _DlibDescriptor(dlib, path)
+        return DlibBinDescriptor(dlib, path)
     from facesearch.pipeline.dlib_onnx import DlibOnnxDescriptor
 
     try:
@@ -123,7 +123,7 @@ def _descriptor(dlib: Any, path: Path, engine: str) -> Any:
                 f"cannot run {path.name} with onnxruntime: {exc}", details={"setting": ENGINE_ENV}
             ) from exc
         log.warning("dlib descriptor on dlib-bin (about 15x slower): onnxruntime graph failed: %s", exc)
-        return _DlibDescriptor(dlib, path)
+        return DlibBinDescriptor(dlib, path)
 
 
 class DlibDetector:
