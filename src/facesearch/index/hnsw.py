@@ -53,28 +53,82 @@ from facesearch.index.base import FloatArray, IdArray
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 100
 DEFAULT_EF_SEARCH = 256
+# The graph is built on the partition's principal components when few of them carry nearly all
+# the variance (dlib descriptors: 64 of 128 keep 97%); candidates are re-ranked on full vectors.
+PROJECT_VARIANCE = 0.97
+PROJECT_STEP = 16  # projected dimensions come in multiples of this
+PROJECT_SAMPLE = 200_000  # rows the principal components are fitted on
+RERANK_FLOOR = 40  # a projected graph returns at least this many candidates for the exact re-rank
 SMALL_PARTITION = 50_000
 _BULK = 256  # adds of at least this many faces use all cores
 _EXACT_FALLBACK_FRACTION = 4  # ask the graph for at most n / this candidates, else scan exactly
 _MAX_GRAPH_K = 1024
 
 
+class Projection:
+    """Centre and principal axes that map a partition's vectors to the graph's fewer dimensions."""
+
+    def __init__(self, mean: FloatArray, axes: FloatArray) -> None:
+        self.mean = np.ascontiguousarray(mean, dtype=np.float32)
+        self.axes = np.ascontiguousarray(axes, dtype=np.float32)  # (dim, projected dim)
+
+    @property
+    def dim(self) -> int:
+        return int(self.axes.shape[1])
+
+    def __call__(self, vectors: FloatArray) -> FloatArray:
+        out: FloatArray = np.ascontiguousarray((vectors - self.mean) @ self.axes, dtype=np.float32)
+        return out
+
+    @classmethod
+    def fit(cls, vectors: FloatArray, keep: float = PROJECT_VARIANCE) -> Projection | None:
+        """The fewest axes (a multiple of PROJECT_STEP) keeping ``keep`` of the variance, or None
+        when that is more than half the dimensions (the graph then uses the vectors as they are)."""
+        n, dim = vectors.shape
+        if dim < 2 * PROJECT_STEP or n < 2 * dim:
+            return None
+        rows = vectors
+        if n > PROJECT_SAMPLE:
+            pick = np.random.default_rng(0).choice(n, PROJECT_SAMPLE, replace=False)
+            rows = vectors[np.sort(pick)]
+        x = rows.astype(np.float64)
+        mean = x.mean(axis=0)
+        values, axes = np.linalg.eigh(np.cov(x - mean, rowvar=False))
+        order = np.argsort(values)[::-1]
+        values, axes = np.maximum(values[order], 0.0), axes[:, order]
+        total = float(values.sum())
+        if total <= 0.0:
+            return None
+        kept = np.cumsum(values) / total
+        want = int(np.searchsorted(kept, keep)) + 1
+        want = -(-want // PROJECT_STEP) * PROJECT_STEP
+        if want > dim // 2:
+            return None
+        return cls(mean, axes[:, :want])
+
+
 class _Graph:
     """An hnswlib graph whose labels are never reused; maps label <-> face_id."""
 
-    def __init__(self, index: Any) -> None:
+    def __init__(self, index: Any, projection: Projection | None = None) -> None:
         self.index = index
+        self.projection = projection
         self.label_of: dict[int, int] = {}
         self.fid_of: dict[int, int] = {}
         self.next_label = 0
 
     @classmethod
-    def new(cls, dim: int, m: int, ef_construction: int, capacity: int) -> _Graph:
-        index = hnswlib.Index(space="l2", dim=dim)
+    def new(
+        cls, dim: int, m: int, ef_construction: int, capacity: int, projection: Projection | None = None
+    ) -> _Graph:
+        index = hnswlib.Index(space="l2", dim=projection.dim if projection is not None else dim)
         index.init_index(
             max_elements=max(capacity, 16), M=m, ef_construction=ef_construction, allow_replace_deleted=True
         )
-        return cls(index)
+        return cls(index, projection)
+
+    def _points(self, vectors: FloatArray) -> FloatArray:
+        return self.projection(vectors) if self.projection is not None else vectors
 
     @property
     def vacant(self) -> int:
@@ -83,6 +137,7 @@ class _Graph:
     def upsert(self, face_ids: IdArray, vectors: FloatArray) -> None:
         old = np.array([f in self.label_of for f in face_ids.tolist()], dtype=np.bool_)
         threads = -1 if len(face_ids) >= _BULK else 1
+        vectors = self._points(vectors)
         if old.any():
             labels = np.array([self.label_of[f] for f in face_ids[old].tolist()], dtype=np.int64)
             self.index.add_items(vectors[old], labels, num_threads=threads, replace_deleted=False)
@@ -112,9 +167,13 @@ class _Graph:
                 self.index.mark_deleted(label)
 
     def knn(self, queries: FloatArray, kk: int, ef: int) -> list[list[int]]:
-        """Face ids of the kk graph neighbours of each query (raises RuntimeError if too few)."""
+        """Face ids of the graph neighbours of each query, at least kk (raises RuntimeError if too
+        few); a projected graph gives at least RERANK_FLOOR, for the re-rank on full vectors."""
+        if self.projection is not None:
+            kk = min(max(kk, RERANK_FLOOR), len(self.fid_of))
         self.index.set_ef(max(ef, kk))
-        labels, _ = self.index.knn_query(queries, k=kk, num_threads=1 if len(queries) == 1 else -1)
+        points = self._points(queries)
+        labels, _ = self.index.knn_query(points, k=kk, num_threads=1 if len(queries) == 1 else -1)
         fid_of = self.fid_of
         return [[fid_of[label] for label in row] for row in labels.tolist()]
 
@@ -123,7 +182,8 @@ class _Graph:
         # level-0 links, vector, label, per-slot lock, level and pointer, label hash map entry
         per_slot = (2 * m * 4 + 4) + dim * 4 + 8 + 40 + 12 + 48
         upper = (m * 4 + 4) * cap // max(m, 2)  # about one slot in M has upper-level links
-        return cap * per_slot + upper + 200 * len(self.fid_of)  # + the two Python label maps
+        axes = self.projection.axes.nbytes if self.projection is not None else 0
+        return cap * per_slot + upper + 200 * len(self.fid_of) + axes  # + the two Python label maps
 
 
 class HnswIndex(PartitionedIndex):
@@ -138,12 +198,16 @@ class HnswIndex(PartitionedIndex):
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
         ef_search: int = DEFAULT_EF_SEARCH,
         small_partition: int = SMALL_PARTITION,
+        project: int = 1,
     ) -> None:
         super().__init__()
         if m < 2 or ef_construction < 1 or ef_search < 1 or small_partition < 1:
             raise ValueError("HNSW parameters must be positive (M >= 2)")
+        if project not in (0, 1):
+            raise ValueError("project must be 0 (graph on full vectors) or 1 (principal components)")
         self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
         self.small_partition = small_partition
+        self.project = bool(project)
         self._graphs: dict[int, _Graph] = {}
 
     def graph_size(self, partition: int) -> int | None:
@@ -154,7 +218,8 @@ class HnswIndex(PartitionedIndex):
 
     def _build(self, partition: int, store: PartitionStore) -> None:
         assert store.dim is not None
-        graph = _Graph.new(store.dim, self.m, self.ef_construction, store.n)
+        projection = Projection.fit(store.vectors) if self.project else None
+        graph = _Graph.new(store.dim, self.m, self.ef_construction, store.n, projection)
         graph.upsert(store.face_ids, store.vectors)
         self._graphs[partition] = graph
 
@@ -225,7 +290,14 @@ class HnswIndex(PartitionedIndex):
             graph.index.save_index(str(gen_dir / f"p{part}.hnsw"))
             pairs = np.array(sorted(graph.fid_of.items()), dtype=np.int64).reshape(-1, 2)
             np.save(gen_dir / f"p{part}.labels.npy", pairs, allow_pickle=False)
-            graphs[str(part)] = {"next_label": graph.next_label, "m": self.m}
+            projected = graph.projection
+            if projected is not None:
+                np.savez(gen_dir / f"p{part}.projection.npz", mean=projected.mean, axes=projected.axes)
+            graphs[str(part)] = {
+                "next_label": graph.next_label,
+                "m": self.m,
+                "projected_dim": projected.dim if projected is not None else 0,
+            }
         return {"graphs": graphs}
 
     def _load_extra(self, gen_dir: Path, meta: dict[str, Any]) -> None:
@@ -246,11 +318,20 @@ class HnswIndex(PartitionedIndex):
         """Load a saved graph; None (so it is rebuilt) if it does not match the exact data."""
         if store.dim is None or int(info.get("m", -1)) != self.m:
             return None
-        index = hnswlib.Index(space="l2", dim=store.dim)
+        # A saved graph keeps the projection it was built with (none for snapshots written before
+        # projections existed): `project` applies to graphs built from now on, never forcing a rebuild.
+        projected_dim = int(info.get("projected_dim", 0))
+        projection = None
+        if projected_dim:
+            with np.load(gen_dir / f"p{part}.projection.npz", allow_pickle=False) as z:
+                projection = Projection(z["mean"], z["axes"])
+            if projection.axes.shape != (store.dim, projected_dim):
+                return None
+        index = hnswlib.Index(space="l2", dim=projected_dim or store.dim)
         index.load_index(str(gen_dir / f"p{part}.hnsw"), allow_replace_deleted=True)
-        if int(index.M) != self.m or int(index.dim) != store.dim:
+        if int(index.M) != self.m or int(index.dim) != (projected_dim or store.dim):
             return None
-        graph = _Graph(index)
+        graph = _Graph(index, projection)
         pairs = np.load(gen_dir / f"p{part}.labels.npy", allow_pickle=False)
         graph.next_label = int(info["next_label"])
         labels, fids = pairs[:, 0].tolist(), pairs[:, 1].tolist()
