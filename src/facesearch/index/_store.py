@@ -92,8 +92,9 @@ class PartitionStore:
     def person_ids(self) -> IdArray:
         return self._pids[: self.n]
 
-    def row_of(self, face_id: int) -> int | None:
-        return self._row.get(face_id)
+    def rows_of(self, face_ids: list[int]) -> IdArray:
+        """Rows of faces known to be stored (KeyError otherwise), as one array."""
+        return np.fromiter(map(self._row.__getitem__, face_ids), dtype=np.int64, count=len(face_ids))
 
     def memory_bytes(self) -> int:
         arrays = self._vecs.nbytes + self._norms.nbytes + self._fids.nbytes + self._pids.nbytes

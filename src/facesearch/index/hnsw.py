@@ -174,8 +174,8 @@ class _Graph:
         self.index.set_ef(max(ef, kk))
         points = self._points(queries)
         labels, _ = self.index.knn_query(points, k=kk, num_threads=1 if len(queries) == 1 else -1)
-        fid_of = self.fid_of
-        return [[fid_of[label] for label in row] for row in labels.tolist()]
+        fid_of = self.fid_of.__getitem__
+        return [list(map(fid_of, row)) for row in labels.tolist()]
 
     def memory_bytes(self) -> int:
         cap, m, dim = int(self.index.max_elements), int(self.index.M), int(self.index.dim)
@@ -346,7 +346,7 @@ class HnswIndex(PartitionedIndex):
 
 def _rerank(store: PartitionStore, query: FloatArray, face_ids: list[int]) -> tuple[FloatArray, IdArray]:
     """Exact squared distances of graph candidates from the stored vectors, nearest first."""
-    rows = np.fromiter((store.row_of(f) for f in face_ids), dtype=np.int64, count=len(face_ids))
+    rows = store.rows_of(face_ids)
     d = store.exact_sq(query, rows)
     order = np.argsort(d, kind="stable")
     return d[order], rows[order]
