@@ -50,7 +50,7 @@ def test_fit_keeps_few_axes_only_when_they_hold_the_variance() -> None:
 def test_projected_graph_finds_what_the_exact_scan_finds(built: tuple) -> None:
     exact, hnsw, _, _, probes = built
     graph = hnsw._graphs[0]
-    assert graph.projection is not None and int(graph.index.dim) == 48
+    assert graph.projection is not None and int(graph.indexes[0].dim) == 48
     truth = exact.search_batch([0], probes, 10)
     fast = hnsw.search_batch([0], probes, 10)
     hits = sum(len({h.face_id for h in t} & {h.face_id for h in f}) for t, f in zip(truth, fast, strict=True))
@@ -100,11 +100,11 @@ def test_project_0_builds_on_full_vectors_and_a_saved_graph_keeps_its_own(tmp_pa
     assert isinstance(plain, HnswIndex)
     plain.add(0, np.arange(len(vectors)), labels, vectors)
     graph = plain._graphs[0]
-    assert graph.projection is None and int(graph.index.dim) == DIM
+    assert graph.projection is None and int(graph.indexes[0].dim) == DIM
     plain.save(tmp_path)
     # loading with projections on keeps the saved full-vector graph rather than rebuilding it
     loaded = HnswIndex.load(tmp_path, small_partition=1_000, project=1)
-    assert loaded._graphs[0].projection is None and int(loaded._graphs[0].index.dim) == DIM
+    assert loaded._graphs[0].projection is None and int(loaded._graphs[0].indexes[0].dim) == DIM
     assert loaded.search_batch([0], probes, 5) == plain.search_batch([0], probes, 5)
     with pytest.raises(ValueError, match="project"):
         HnswIndex(project=2)

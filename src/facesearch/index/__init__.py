@@ -2,7 +2,7 @@
 
 `memory://` and `hnsw://` give `HnswIndex` (HNSW for `fast`, exact scan for `accurate`),
 `exact://` gives `ExactIndex`. HNSW parameters may be passed as a query string, e.g.
-`hnsw://?m=32&ef_construction=100&ef_search=256&small_partition=2000&project=1`.
+`hnsw://?m=32&ef_construction=100&ef_search=256&small_partition=2000&project=1&shards=0`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["ExactIndex", "Hit", "HnswIndex", "VectorIndex", "open_index"]
 
 log = logging.getLogger(__name__)
 
-_HNSW_PARAMS = {"m", "ef_construction", "ef_search", "small_partition", "project"}
+_HNSW_PARAMS = {"m", "ef_construction", "ef_search", "small_partition", "project", "shards"}
 
 
 def open_index(url: str, snapshot_dir: Path | None = None) -> VectorIndex:
