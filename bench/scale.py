@@ -67,7 +67,7 @@ from scale_data import (  # noqa: E402
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 PER_PERSON = 4
 COLLECTION = "bench"
-EF_SWEEP = (128, 256, 320, 384, 512)
+EF_SWEEP = (128, 192, 224, 256, 320, 384)
 # Published identify times of commercial services (ms), for the table.
 COMMERCIAL = {1_000: 12, 10_000: 42, 100_000: 80, 1_000_000: 140}
 

@@ -83,7 +83,7 @@ DEFAULT_EF_SEARCH = 256
 PROJECT_VARIANCE = 0.97
 PROJECT_STEP = 16  # projected dimensions come in multiples of this
 PROJECT_SAMPLE = 200_000  # rows the principal components are fitted on
-RERANK_FLOOR = 40  # a projected graph returns at least this many candidates for the exact re-rank
+RERANK_FLOOR = 40  # a projected graph returns at least this many candidates (all shards together)
 SMALL_PARTITION = 50_000
 _BULK = 256  # adds of at least this many faces use all cores
 _EXACT_FALLBACK_FRACTION = 4  # ask the graph for at most n / this candidates, else scan exactly
@@ -147,13 +147,16 @@ class _Graph:
         self.projection = projection
         self.label_of: dict[int, int] = {}
         self.fid_of: dict[int, int] = {}
+        self.fid_by_label = np.full(16, -1, dtype=np.int64)  # fid_of as an array, for the hot path
         self.next_label = 0
         self.counts = [0] * len(indexes)  # live faces per shard
 
     def recount(self) -> None:
-        """Live faces per shard from the label map (after loading)."""
+        """Live faces per shard and the label array, from the label map (after loading)."""
         labels = np.fromiter(self.fid_of, dtype=np.int64, count=len(self.fid_of))
         self.counts = np.bincount(labels % self.shards, minlength=self.shards).tolist()
+        self.fid_by_label = np.full(max(self.next_label, 16), -1, dtype=np.int64)
+        self.fid_by_label[labels] = np.fromiter(self.fid_of.values(), dtype=np.int64, count=len(labels))
 
     @classmethod
     def new(
@@ -211,6 +214,11 @@ class _Graph:
         for label, fid in zip(labels.tolist(), fresh_ids.tolist(), strict=True):
             self.label_of[fid] = label
             self.fid_of[label] = fid
+        if self.next_label > len(self.fid_by_label):
+            grown = np.full(max(self.next_label, 2 * len(self.fid_by_label)), -1, dtype=np.int64)
+            grown[: len(self.fid_by_label)] = self.fid_by_label
+            self.fid_by_label = grown
+        self.fid_by_label[labels] = fresh_ids
         for shard, added in enumerate(np.bincount(labels % self.shards, minlength=self.shards).tolist()):
             self.counts[shard] += added
 
@@ -230,14 +238,15 @@ class _Graph:
             label = self.label_of.pop(fid, None)
             if label is not None:
                 del self.fid_of[label]
+                self.fid_by_label[label] = -1
                 self.counts[label % self.shards] -= 1
                 self.indexes[label % self.shards].mark_deleted(label)
 
-    def knn(self, queries: FloatArray, kk: int, ef: int) -> list[list[int]]:
+    def knn(self, queries: FloatArray, kk: int, ef: int) -> IdArray:
         """Face ids of the graph neighbours of each query, at least kk (raises RuntimeError if too
         few); a projected graph gives at least RERANK_FLOOR, for the re-rank on full vectors."""
-        if self.projection is not None:
-            kk = max(kk, RERANK_FLOOR)
+        if self.projection is not None:  # the floor is shared out between the shards
+            kk = max(kk, -(-RERANK_FLOOR // self.shards))
         points = self._points(queries)
         asks = []
         for shard, index in enumerate(self.indexes):
@@ -256,8 +265,8 @@ class _Graph:
             found = [asks[0][0].knn_query(points, k=asks[0][1], num_threads=1)[0]]
             found += [future.result()[0] for future in later]
         labels = found[0] if len(found) == 1 else np.hstack(found)
-        fid_of = self.fid_of.__getitem__
-        return [list(map(fid_of, row)) for row in labels.tolist()]
+        fids: IdArray = self.fid_by_label[labels.astype(np.int64, copy=False)]
+        return fids  # one row of face ids per query
 
     def memory_bytes(self) -> int:
         total = self.projection.axes.nbytes if self.projection is not None else 0
@@ -464,9 +473,9 @@ def _shard_file(part: int, shard: int) -> str:
     return f"p{part}.hnsw" if shard == 0 else f"p{part}.s{shard}.hnsw"
 
 
-def _rerank(store: PartitionStore, query: FloatArray, face_ids: list[int]) -> tuple[FloatArray, IdArray]:
+def _rerank(store: PartitionStore, query: FloatArray, face_ids: IdArray) -> tuple[FloatArray, IdArray]:
     """Exact squared distances of graph candidates from the stored vectors, nearest first."""
-    rows = store.rows_of(face_ids)
+    rows = store.rows_of(face_ids.tolist())
     d = store.exact_sq(query, rows)
     order = np.argsort(d, kind="stable")
     return d[order], rows[order]
