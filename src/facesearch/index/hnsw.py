@@ -48,8 +48,10 @@ is built on those (`Projection`; 256 fewer bytes per face, and each hop reads ha
 its candidates (at least RERANK_FLOOR) are re-ranked on the full vectors: at equal ef the recall is
 the same as the 128-d graph's and the search 1.3x faster. Two shards searched by two threads cost
 ~0.14 ms of hand-off but each is half the size: recall at ef=256 rises from 0.980 to 0.994. (glibc
-transparent huge pages for the graph memory changed nothing measurable.) Chosen: M=32,
-ef_construction=200, ef_search=256, projection on, two shards on two or more cores.
+transparent huge pages for the graph memory changed nothing measurable.) Through `HnswIndex.search`
+(re-rank included) at 1M, two shards, back to back: ef=192 0.81 ms / 0.990, ef=224 0.87 ms / 0.993,
+ef=256 1.05 ms / 0.996 (`bench/scale.py`). Chosen: M=32, ef_construction=200, ef_search=224,
+projection on, two shards on two or more cores.
 
 Small partitions: the exact scan costs ~17 ns per face (0.14 ms at 10k, 0.25 ms at 20k, 1.1 ms
 at 50k) while the graph at ef=256 already needs 0.3-0.5 ms at 10-20k, so below
@@ -77,7 +79,7 @@ from facesearch.index.base import FloatArray, IdArray
 
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF_SEARCH = 256
+DEFAULT_EF_SEARCH = 224
 # The graph is built on the partition's principal components when few of them carry nearly all
 # the variance (dlib descriptors: 64 of 128 keep 97%); candidates are re-ranked on full vectors.
 PROJECT_VARIANCE = 0.97
