@@ -148,17 +148,21 @@ class _Graph:
         self.indexes = indexes
         self.projection = projection
         self.label_of: dict[int, int] = {}
-        self.fid_of: dict[int, int] = {}
-        self.fid_by_label = np.full(16, -1, dtype=np.int64)  # fid_of as an array, for the hot path
+        self.fid_by_label = np.full(16, -1, dtype=np.int64)  # face id of each label, -1 when vacant
         self.next_label = 0
         self.counts = [0] * len(indexes)  # live faces per shard
 
-    def recount(self) -> None:
-        """Live faces per shard and the label array, from the label map (after loading)."""
-        labels = np.fromiter(self.fid_of, dtype=np.int64, count=len(self.fid_of))
-        self.counts = np.bincount(labels % self.shards, minlength=self.shards).tolist()
+    @property
+    def live(self) -> int:
+        """Live faces in the graph."""
+        return sum(self.counts)
+
+    def load_labels(self, labels: IdArray, fids: IdArray) -> None:
+        """Set the label maps and per-shard counts from saved (label, face id) pairs."""
+        self.label_of = dict(zip(fids.tolist(), labels.tolist(), strict=True))
         self.fid_by_label = np.full(max(self.next_label, 16), -1, dtype=np.int64)
-        self.fid_by_label[labels] = np.fromiter(self.fid_of.values(), dtype=np.int64, count=len(labels))
+        self.fid_by_label[labels] = fids
+        self.counts = np.bincount(labels % self.shards, minlength=self.shards).tolist()
 
     @classmethod
     def new(
@@ -204,8 +208,8 @@ class _Graph:
         fresh_vectors, fresh_ids = (
             (vectors, face_ids) if m == len(face_ids) else (vectors[new], face_ids[new])
         )
-        for shard, index in enumerate(self.indexes):
-            mine = int(((labels % self.shards) == shard).sum())
+        per_shard = np.bincount(labels % self.shards, minlength=self.shards).tolist()
+        for shard, (index, mine) in enumerate(zip(self.indexes, per_shard, strict=True)):
             vacant = int(index.element_count) - self.counts[shard]
             need = int(index.element_count) + max(0, mine - vacant)
             cap = int(index.max_elements)
@@ -213,16 +217,13 @@ class _Graph:
                 index.resize_index(max(need, 2 * cap))
         self.next_label += m
         self._add(fresh_vectors, labels, threads, replace_deleted=True)
-        for label, fid in zip(labels.tolist(), fresh_ids.tolist(), strict=True):
-            self.label_of[fid] = label
-            self.fid_of[label] = fid
+        self.label_of.update(zip(fresh_ids.tolist(), labels.tolist(), strict=True))
         if self.next_label > len(self.fid_by_label):
             grown = np.full(max(self.next_label, 2 * len(self.fid_by_label)), -1, dtype=np.int64)
             grown[: len(self.fid_by_label)] = self.fid_by_label
             self.fid_by_label = grown
         self.fid_by_label[labels] = fresh_ids
-        for shard, added in enumerate(np.bincount(labels % self.shards, minlength=self.shards).tolist()):
-            self.counts[shard] += added
+        self.counts = [have + added for have, added in zip(self.counts, per_shard, strict=True)]
 
     def _add(self, points: FloatArray, labels: IdArray, threads: int, *, replace_deleted: bool) -> None:
         if self.shards == 1:
@@ -239,7 +240,6 @@ class _Graph:
         for fid in face_ids:
             label = self.label_of.pop(fid, None)
             if label is not None:
-                del self.fid_of[label]
                 self.fid_by_label[label] = -1
                 self.counts[label % self.shards] -= 1
                 self.indexes[label % self.shards].mark_deleted(label)
@@ -278,7 +278,7 @@ class _Graph:
             per_slot = (2 * m * 4 + 4) + dim * 4 + 8 + 40 + 12 + 48
             upper = (m * 4 + 4) * cap // max(m, 2)  # about one slot in M has upper-level links
             total += cap * per_slot + upper
-        return total + 200 * len(self.fid_of)  # + the two Python label maps
+        return total + 100 * len(self.label_of) + self.fid_by_label.nbytes  # + the label maps
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -332,7 +332,7 @@ class HnswIndex(PartitionedIndex):
         """Live faces in the partition's graph, or None when it is served by the exact scan only."""
         with self._lock.read():
             graph = self._graphs.get(partition)
-            return len(graph.fid_of) if graph is not None else None
+            return graph.live if graph is not None else None
 
     def _build(self, partition: int, store: PartitionStore) -> None:
         assert store.dim is not None
@@ -407,7 +407,8 @@ class HnswIndex(PartitionedIndex):
         for part, graph in self._graphs.items():
             for shard, index in enumerate(graph.indexes):
                 index.save_index(str(gen_dir / _shard_file(part, shard)))
-            pairs = np.array(sorted(graph.fid_of.items()), dtype=np.int64).reshape(-1, 2)
+            labels = np.flatnonzero(graph.fid_by_label >= 0)
+            pairs = np.column_stack([labels, graph.fid_by_label[labels]]).astype(np.int64)
             np.save(gen_dir / f"p{part}.labels.npy", pairs, allow_pickle=False)
             projected = graph.projection
             if projected is not None:
@@ -458,13 +459,13 @@ class HnswIndex(PartitionedIndex):
         graph = _Graph(indexes, projection)
         pairs = np.load(gen_dir / f"p{part}.labels.npy", allow_pickle=False)
         graph.next_label = int(info["next_label"])
-        labels, fids = pairs[:, 0].tolist(), pairs[:, 1].tolist()
-        graph.fid_of = dict(zip(labels, fids, strict=True))
-        graph.label_of = dict(zip(fids, labels, strict=True))
-        if len(graph.fid_of) != len(labels) or not store.holds_exactly(graph.label_of.keys()):
+        labels, fids = pairs[:, 0], pairs[:, 1]
+        if np.unique(labels).size != len(labels) or (len(labels) and labels.min() < 0):
             return None
-        graph.recount()
-        if graph.next_label <= max(graph.fid_of, default=-1):
+        if graph.next_label <= int(labels.max(initial=-1)):
+            return None
+        graph.load_labels(labels, fids)
+        if len(graph.label_of) != len(labels) or not store.holds_exactly(graph.label_of.keys()):
             return None
         if any(int(index.element_count) < live for index, live in zip(indexes, graph.counts, strict=True)):
             return None
