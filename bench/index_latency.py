@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +22,9 @@ import numpy as np
 
 from facesearch.index import ExactIndex, HnswIndex, VectorIndex, open_index
 from facesearch.index.hnsw import DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_M, SMALL_PARTITION
-from facesearch.index.synthetic import face_like
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the synthetic data helper
+from synthetic import face_like  # noqa: E402
 
 
 def rss_bytes() -> int:

@@ -643,8 +643,8 @@ class FaceRecognitionWay:
 
 
 def enrol_bench(faces: Path, photos: int, passes: int) -> dict[str, Any]:
-    from facesearch.analyzer import AnalyseRequest, ProcessAnalyzer
     from facesearch.config import Settings
+    from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
 
     settings = Settings()
     paths = sorted((faces / "lfw").glob("*/*.jpg"))[:photos]

@@ -12,6 +12,9 @@ from embedworker import EmbeddingCache
 
 REPO = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACESEARCH_FACES_DIR", REPO.parent / "shared" / "faces")).resolve()
+# The models installed by `make test` (./data/models) serve every test, whatever its data folder
+# (a service looks for them in <data dir>/models otherwise).
+os.environ.setdefault("FACESEARCH_MODELS_DIR", str(REPO / "data" / "models"))
 
 
 def _need_faces() -> Path:

@@ -26,6 +26,13 @@ from urllib.parse import quote
 import httpx
 
 from facesearch import __version__, errors
+from facesearch.service.options import (
+    DetectOptions,
+    EnrolOptions,
+    IdentifyAllOptions,
+    SearchOptions,
+    VerifyOptions,
+)
 
 __all__ = ["Client", "ImageInput", "error_class"]
 
@@ -56,7 +63,7 @@ def _raise_for(response: httpx.Response) -> None:
         code, message = str(error["code"]), str(error["message"])
         details = dict(error.get("details") or {})
     except (ValueError, KeyError, TypeError):
-        code = "PAYLOAD_TOO_LARGE" if response.status_code == 413 else "INTERNAL"
+        code = errors.PayloadTooLarge.code if response.status_code == 413 else "INTERNAL"
         message = f"HTTP {response.status_code}: {response.text[:200]}"
         details = {}
     details["status"] = response.status_code
@@ -200,20 +207,30 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         groups: Sequence[str] = (),
         images: Sequence[ImageInput] = (),
-        crop: bool = False,
+        options: EnrolOptions | None = None,
+        **overrides: Any,
     ) -> dict[str, Any]:
-        """Create a person, enrolling the central face of each photo in ``images``."""
-        fields = {"external_id": external_id, "name": name, "metadata": metadata, "groups": list(groups)}
+        """Create a person, enrolling the central face of each photo in ``images``
+        (``EnrolOptions``: crop, check_liveness)."""
+        enrol = EnrolOptions.build(options, overrides).changed()
+        enrol.pop("face", None)  # the central face of each photo
+        fields = {
+            "external_id": external_id,
+            "name": name,
+            "metadata": metadata,
+            "groups": list(groups),
+            **enrol,
+        }
         path = f"/collections/{_seg(collection)}/persons"
         if not images:
             body = {k: v for k, v in fields.items() if v is not None}
-            result: dict[str, Any] = self._call("POST", path, json={**body, "crop": crop})
+            result: dict[str, Any] = self._call("POST", path, json=body)
             return result
         files = [
             ("images", (f"image{i}", _read_image(img), "application/octet-stream"))
             for i, img in enumerate(images)
         ]
-        result = self._call("POST", path, data=_form({**fields, "crop": crop}), files=files)
+        result = self._call("POST", path, data=_form(fields), files=files)
         return result
 
     def list_persons(
@@ -257,11 +274,17 @@ class Client:
         return result
 
     def add_face(
-        self, collection: str, person: str, image: ImageInput, *, face: str = "central", crop: bool = False
+        self,
+        collection: str,
+        person: str,
+        image: ImageInput,
+        options: EnrolOptions | None = None,
+        **overrides: Any,
     ) -> dict[str, Any]:
-        """Enrol one more photo of a person; returns the face."""
+        """Enrol one more photo of a person (``EnrolOptions``: face, crop, check_liveness); the face."""
         path = f"/collections/{_seg(collection)}/persons/{_seg(person)}/faces"
-        result: dict[str, Any] = self._photo(path, {"image": image}, {"face": face, "crop": crop})
+        sent = EnrolOptions.build(options, overrides).changed()
+        result: dict[str, Any] = self._photo(path, {"image": image}, sent)
         return result
 
     def delete_face(self, collection: str, face: str) -> dict[str, Any]:
@@ -311,46 +334,64 @@ class Client:
 
     # --- search ---------------------------------------------------------------------------
 
-    def identify(self, collection: str, image: ImageInput, **options: Any) -> dict[str, Any]:
-        """Who is this? Options: top_k, threshold, deduplicate, return_metadata, return_thumbnails,
-        groups, face, crop, search_mode, auto_enroll, check_liveness, enroll_if_unknown,
-        external_id, name, metadata."""
+    def identify(
+        self, collection: str, image: ImageInput, options: SearchOptions | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """Who is this? ``SearchOptions`` (top_k, threshold, max_false_positive_rate, groups, ...),
+        whole or as keywords; checked here before anything is sent."""
         path = f"/collections/{_seg(collection)}/identify"
-        result: dict[str, Any] = self._photo(path, {"image": image}, options)
+        sent = SearchOptions.build(options, overrides).changed()
+        result: dict[str, Any] = self._photo(path, {"image": image}, sent)
         return result
 
-    def search(self, collections: Sequence[str], image: ImageInput, **options: Any) -> dict[str, Any]:
-        """Identify over several collections; each match names its collection."""
-        result: dict[str, Any] = self._photo(
-            "/search", {"image": image}, {**options, "collections": list(collections)}
-        )
+    def search(
+        self,
+        collections: Sequence[str],
+        image: ImageInput,
+        options: SearchOptions | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """Identify over several collections; each match names its collection (``SearchOptions``)."""
+        sent = {**SearchOptions.build(options, overrides).changed(), "collections": list(collections)}
+        result: dict[str, Any] = self._photo("/search", {"image": image}, sent)
         return result
 
-    def identify_all(self, collection: str, image: ImageInput, **options: Any) -> dict[str, Any]:
-        """Every face of a photo with its matches. Options: top_k, threshold, groups, search_mode,
-        max_faces, min_face_size, output_size, output_aspect, return_metadata."""
+    def identify_all(
+        self, collection: str, image: ImageInput, options: IdentifyAllOptions | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """Every face of a photo with its matches (``IdentifyAllOptions``: top_k, threshold, groups,
+        max_faces, min_face_size, output_size, output_aspect, ...)."""
         path = f"/collections/{_seg(collection)}/identify-all"
-        result: dict[str, Any] = self._photo(path, {"image": image}, options)
+        sent = IdentifyAllOptions.build(options, overrides).changed()
+        result: dict[str, Any] = self._photo(path, {"image": image}, sent)
         return result
 
-    def detect(self, image: ImageInput, **options: Any) -> dict[str, Any]:
-        """Every face with box, landmarks, score and quality. Options: min_face_size, max_faces."""
-        result: dict[str, Any] = self._photo("/detect", {"image": image}, options)
+    def detect(
+        self, image: ImageInput, options: DetectOptions | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """Every face with box, landmarks, score and quality (``DetectOptions``: min_face_size, ...)."""
+        sent = DetectOptions.build(options, overrides).changed()
+        result: dict[str, Any] = self._photo("/detect", {"image": image}, sent)
         return result
 
     def verify(
         self,
         image_a: ImageInput,
         image_b: ImageInput | None = None,
+        options: VerifyOptions | None = None,
         *,
         collection: str | None = None,
         person: str | None = None,
-        threshold: float | None = None,
-        crop: bool = False,
+        **overrides: Any,
     ) -> dict[str, Any]:
-        """Two photos, or one photo and a person of a collection: similarity, distance, match."""
-        options = {"collection": collection, "person": person, "threshold": threshold, "crop": crop}
-        result: dict[str, Any] = self._photo("/verify", {"image_a": image_a, "image_b": image_b}, options)
+        """Two photos, or one photo and a person of a collection: similarity, distance, match
+        (``VerifyOptions``: threshold, crop)."""
+        sent = {
+            **VerifyOptions.build(options, overrides).changed(),
+            "collection": collection,
+            "person": person,
+        }
+        result: dict[str, Any] = self._photo("/verify", {"image_a": image_a, "image_b": image_b}, sent)
         return result
 
     # --- API keys (admin) -------------------------------------------------------------------

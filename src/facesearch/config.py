@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """What building a model pack needs from the settings (picklable: worker processes get it)."""
+
+    models_dir: Path  # the folder holding onnx/ (the ONNX pack installed by `facesearch models`)
+    dlib_engine: str = "auto"  # auto | onnxruntime | dlib: what runs dlib's descriptor network
+
+    @classmethod
+    def from_environment(cls) -> PackConfig:
+        """The configuration ``Settings()`` reads from the environment (for tools that take none)."""
+        return Settings().pack_config()
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "facesearch" / "embeddings"
 
 
 class Settings(BaseSettings):
@@ -18,6 +37,18 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
     index_url: str = Field(default="memory://", description="memory:// (exact + HNSW in process)")
     default_pack: str = "dlib"
+
+    # Models.
+    models_dir: Path | None = Field(
+        default=None, description="folder holding the installed ONNX pack (onnx/); default <data_dir>/models"
+    )
+    dlib_engine: str = Field(
+        default="auto", description="what runs dlib's descriptor: auto, onnxruntime or dlib (dlib-bin's own)"
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="embedding cache of the eval tools ($XDG_CACHE_HOME/facesearch/embeddings)",
+    )
 
     # Image limits.
     max_upload_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
@@ -37,10 +68,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "models_dir", "cache_dir")
     @classmethod
-    def _expand(cls, v: Path) -> Path:
-        return v.expanduser()
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
 
     @model_validator(mode="after")
     def _enforce_safe(self) -> Settings:
@@ -48,6 +79,15 @@ class Settings(BaseSettings):
             # An open fetcher with no allow-list is an SSRF tool; refuse to start like that.
             raise ValueError("FACESEARCH_URL_FETCH_ENABLED needs FACESEARCH_URL_ALLOWED_HOSTS (JSON list)")
         return self
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        """Where the installed models live: ``models_dir``, else ``<data_dir>/models``."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    def pack_config(self) -> PackConfig:
+        """What ``build_pack`` needs from these settings."""
+        return PackConfig(models_dir=self.resolved_models_dir, dlib_engine=self.dlib_engine)
 
     @property
     def resolved_database_url(self) -> str:

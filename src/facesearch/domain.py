@@ -1,16 +1,97 @@
-"""Domain types: frozen dataclasses, no HTTP, no SQL."""
+"""Domain types (frozen dataclasses, no HTTP, no SQL) and the rules every layer shares.
+
+The rules live here once: what a collection may be called, its kinds, its settings with
+their defaults and ranges, and the implicit group of persons in no group. The service
+applies them; storage and the index import them rather than keeping copies.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from facesearch.errors import ValidationError
+
 Embedding = npt.NDArray[np.float32]
 RGBImage = npt.NDArray[np.uint8]
+
+#: Which face of a photo with several is used when one is wanted.
+FaceChoice = Literal["central", "largest"]
+
+#: Kinds of collection (a label for people; it changes no behaviour).
+KINDS = ("internal", "external", "watchlist")
+#: The implicit group of every person that belongs to no group.
+DEFAULT_GROUP = "default"
+
+COLLECTION_NAME_MAX = 64
+_COLLECTION_NAME_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{COLLECTION_NAME_MAX - 1}}}$")
+
+
+def check_collection_name(name: Any) -> str:
+    """A valid collection name, or ValidationError: 1-64 letters, digits, '.', '_' or '-',
+    starting with a letter or digit, and not 'col_' (the prefix of collection ids)."""
+    if not isinstance(name, str) or not _COLLECTION_NAME_RE.match(name) or name.startswith("col_"):
+        raise ValidationError(
+            f"name must be 1-{COLLECTION_NAME_MAX} letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (and not 'col_')",
+            field="name",
+        )
+    return name
+
+
+def check_kind(kind: Any) -> str:
+    """A valid collection kind, or ValidationError."""
+    if kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    return str(kind)
+
+
+#: Collection settings and their defaults (``default_threshold`` None: the pack's default).
+COLLECTION_SETTINGS: dict[str, Any] = {
+    "default_threshold": None,
+    "auto_enroll": False,
+    "auto_enroll_threshold": 0.9,
+    "max_faces_per_person": 20,
+}
+
+
+def _check_unit(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise ValidationError(f"{key} must be a number from 0 to 1", field=key)
+    return float(value)
+
+
+def check_collection_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Collection settings with their types and ranges checked; unknown keys refused.
+
+    A None value is kept (it means "back to the default" when merged into stored settings).
+    """
+    if settings is not None and not isinstance(settings, dict):
+        raise ValidationError("settings must be a JSON object", field="settings")
+    out: dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        if key not in COLLECTION_SETTINGS:
+            raise ValidationError(
+                f"unknown collection setting {key!r}; known: {', '.join(COLLECTION_SETTINGS)}", field=key
+            )
+        if value is None:
+            out[key] = None
+        elif key in ("default_threshold", "auto_enroll_threshold"):
+            out[key] = _check_unit(value, key)
+        elif key == "auto_enroll":
+            if not isinstance(value, bool):
+                raise ValidationError("auto_enroll must be true or false", field=key)
+            out[key] = value
+        elif key == "max_faces_per_person":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                raise ValidationError("max_faces_per_person must be an integer from 1 to 1000", field=key)
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -38,7 +119,7 @@ class Box:
     def area(self) -> int:
         return max(0, self.width) * max(0, self.height)
 
-    def iou(self, other: Box) -> float:
+    def iou(self, other: Box) -> float:  # used by the detection accuracy tests
         """Intersection over union with another box."""
         ix = max(0, min(self.right, other.right) - max(self.left, other.left))
         iy = max(0, min(self.bottom, other.bottom) - max(self.top, other.top))
@@ -108,16 +189,29 @@ class FaceObservation:
 
 @dataclass(frozen=True)
 class Collection:
+    """A collection as read once per request: public id, name, model pack and settings.
+
+    ``pk`` is the store's integer key, which is also the collection's partition in the
+    vector index (never shown to API callers). The counts are None when the collection
+    was read without counting (the search path).
+    """
+
     id: str
     name: str
     title: str
     description: str
-    kind: str  # internal | external | watchlist
+    kind: str  # one of KINDS
     pack: str
     settings: dict[str, Any]
     created_at: datetime
-    person_count: int = 0
-    face_count: int = 0
+    person_count: int | None = None
+    face_count: int | None = None
+    pk: int = field(default=0, compare=False)
+
+    def setting(self, key: str) -> Any:
+        """A setting of this collection, else its default (``COLLECTION_SETTINGS``)."""
+        value = self.settings.get(key)
+        return COLLECTION_SETTINGS[key] if value is None else value
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from facesearch.api.app import create_app
 from facesearch.config import Settings
 from facesearch.eval.calibration import CalibrationTable, fit_calibration
-from facesearch.pipeline import calibration
 from facesearch.service import FaceSearch
 from fakes import fake_pack, person_photo
 
@@ -30,12 +29,12 @@ def table() -> CalibrationTable:
 
 @pytest.fixture
 def client(tmp_path: Path, table: CalibrationTable) -> Iterator[tuple[TestClient, str]]:
-    calibration.register_calibration("calfake", table)
     pack = dataclasses.replace(
         fake_pack("calfake"),
         similarity=table.similarity,
         distance_for_similarity=table.distance_for_similarity,
         default_threshold=1 / 3,
+        calibration=table,
     )
     svc = FaceSearch(Settings(data_dir=tmp_path, default_pack="calfake", workers=0), packs={"calfake": pack})
     svc.create_collection("small")
@@ -46,11 +45,8 @@ def client(tmp_path: Path, table: CalibrationTable) -> Iterator[tuple[TestClient
         svc.create_person("big", external_id=f"p{i}", images=[person_photo(100 + i // 30, i % 30 + 100)])
     app = create_app(service=svc)
     key = new_key(app, "reader")
-    try:
-        with TestClient(app) as c:
-            yield c, key
-    finally:
-        calibration.register_calibration("calfake", None)
+    with TestClient(app) as c:
+        yield c, key
 
 
 def post(c: TestClient, key: str, path: str, **data: Any) -> Any:

@@ -7,6 +7,7 @@ expected answers are known: perfectly separable pairs, except where a photo has 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from facesearch.eval.fitting import (
     pair_distance_sets,
 )
 from facesearch.eval.metrics import best_threshold, pairwise_distances
-from facesearch.pipeline import calibration
 from fakes import colour_embedding, fake_pack, person_photo
 
 runner = CliRunner()
@@ -148,7 +148,10 @@ def test_identify_known_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     images = make_set(tmp_path / "ids", [3, 3, 3, 3, 1, 1, 1], no_face={(3, 1)})
     rng = np.random.default_rng(0)
     table = fit_calibration(rng.normal(1.41, 0.06, 50_000), rng.uniform(0.0, 0.5, 500))
-    monkeypatch.setitem(calibration._registered, "fake", table)
+    fake = facesearch.pipeline.build_pack  # the fake packs of the fixture above, now with this table
+    monkeypatch.setattr(
+        facesearch.pipeline, "build_pack", lambda name: dataclasses.replace(fake(name), calibration=table)
+    )
     args = ["identify", "--images", str(images), "--pack", "fake", "--cache-dir", str(tmp_path / "c")]
     result = run(*args, "--json", "--workers", "0")
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facesearch.index import ExactIndex, HnswIndex
-from facesearch.index.synthetic import face_like
+from synthetic import face_like
 
 
 @pytest.fixture(scope="module")

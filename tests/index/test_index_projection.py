@@ -9,7 +9,7 @@ import pytest
 
 from facesearch.index import ExactIndex, HnswIndex, open_index
 from facesearch.index.hnsw import PROJECT_STEP, Projection
-from facesearch.index.synthetic import face_like
+from synthetic import face_like
 
 DIM = 128
 LATENT = 40  # the data's true dimensions: 48 projected axes (a multiple of 16) keep them all

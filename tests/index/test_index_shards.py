@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facesearch.index import ExactIndex, HnswIndex, open_index
-from facesearch.index.synthetic import face_like
+from synthetic import face_like
 
 
 def _pair(shards: int, n: int = 4_000) -> tuple[ExactIndex, HnswIndex, np.ndarray]:

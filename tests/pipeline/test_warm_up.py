@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from facesearch.analyzer import AnalyseRequest, ProcessAnalyzer, _worker_packs
 from facesearch.pipeline import build_pack
+from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer, _worker_packs
 from facesearch.pipeline.dlib_pack import DlibModels
 
 pytestmark = pytest.mark.realmodel

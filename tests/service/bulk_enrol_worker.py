@@ -33,7 +33,7 @@ def main() -> None:
         svc.create_person("bulk", external_id=f"p{i}", images=[person_photo(*colour(i))])
         print(f"ACK p{i}", flush=True)
         if i + 1 == snapshot_after:
-            svc._save_snapshot()
+            svc.follower.save_snapshot()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import pytest
 from facesearch.config import Settings
 from facesearch.errors import ValidationError
 from facesearch.eval.calibration import CalibrationTable, fit_calibration
-from facesearch.pipeline import calibration
 from facesearch.service import FaceSearch
 from fakes import face_photo, fake_pack, person_photo
 
@@ -28,13 +27,13 @@ def table() -> CalibrationTable:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory, table: CalibrationTable) -> Iterator[FaceSearch]:
-    calibration.register_calibration("calfake", table)
     tmp_path = tmp_path_factory.mktemp("fpr")
     pack = dataclasses.replace(
         fake_pack("calfake"),
         similarity=table.similarity,
         distance_for_similarity=table.distance_for_similarity,
         default_threshold=1 / 3,
+        calibration=table,
     )
     service = FaceSearch(
         Settings(data_dir=tmp_path, default_pack="calfake"), packs={"calfake": pack, "fake": fake_pack()}
@@ -50,7 +49,6 @@ def svc(tmp_path_factory: pytest.TempPathFactory, table: CalibrationTable) -> It
         service.create_person("big", external_id=f"p{i}", images=[person_photo(100 + i // 50, i % 50 + 100)])
     yield service
     service.close()
-    calibration.register_calibration("calfake", None)
 
 
 def test_bigger_gallery_gets_a_stricter_threshold(svc: FaceSearch, table: CalibrationTable) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from embedworker import EmbeddingCache, need_models
-from facesearch.analyzer import AnalyseRequest, LocalAnalyzer
 from facesearch.config import Settings
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality
 from facesearch.errors import NoFaceDetected
 from facesearch.pipeline import Analysis
+from facesearch.pipeline.analyzer import AnalyseRequest, LocalAnalyzer
 from facesearch.service import FaceSearch
 
 pytestmark = pytest.mark.realmodel

@@ -14,7 +14,7 @@ def test_collection_info_matches_get_collection_but_for_counts(store: Store, col
     full = store.get_collection(coll.name)
     for ref in (coll.id, coll.name, store.collection_pk(coll.id)):
         info = store.collection_info(ref)
-        assert (info.person_count, info.face_count) == (-1, -1)
+        assert (info.person_count, info.face_count) == (None, None)
         assert (info.id, info.name, info.pack, info.settings, info.kind) == (
             full.id,
             full.name,

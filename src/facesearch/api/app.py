@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from facesearch import __version__
-from facesearch.analyzer import ProcessAnalyzer
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.limits import BodySizeLimitMiddleware
 from facesearch.api.routes import ROUTERS
 from facesearch.api.security import Authenticator, install_log_redaction
 from facesearch.api.urlfetch import UrlFetcher
 from facesearch.config import Settings
+from facesearch.pipeline.analyzer import ProcessAnalyzer
 from facesearch.service import FaceSearch
 from facesearch.web import install_web
 
@@ -52,7 +52,9 @@ def build_service(settings: Settings) -> FaceSearch:
     """
     analyzer = None
     if settings.workers > 0:
-        analyzer = ProcessAnalyzer(settings.workers, warm=(settings.default_pack,))
+        analyzer = ProcessAnalyzer(
+            settings.workers, warm=(settings.default_pack,), config=settings.pack_config()
+        )
     try:
         service = FaceSearch(settings, analyzer=analyzer)
         if analyzer is not None:

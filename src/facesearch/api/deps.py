@@ -24,6 +24,7 @@ from facesearch.api.schemas import Params
 from facesearch.api.security import Action, Authenticator, Principal
 from facesearch.api.urlfetch import UrlFetcher
 from facesearch.config import Settings
+from facesearch.domain import Collection
 from facesearch.errors import FaceSearchError, Forbidden, ImageTooLarge, NotFound, ValidationError
 from facesearch.imaging import decode_base64
 from facesearch.service import FaceSearch
@@ -65,22 +66,23 @@ WriteKey = Annotated[Principal, Depends(_principal("write"))]
 AdminKey = Annotated[Principal, Depends(_principal("admin"))]
 
 
-def allowed_collection(svc: FaceSearch, caller: Principal, ref: str) -> str:
-    """The collection reference to use, when the key may use it; ``Forbidden`` otherwise.
+def allowed_collection(svc: FaceSearch, caller: Principal, ref: str) -> Collection:
+    """The collection named by ``ref`` (id or name), read once for the request, when the key may
+    use it; ``Forbidden`` otherwise.
 
     A key limited to some collections gets the same ``FORBIDDEN`` for a collection that
     does not exist as for one it may not see (unless the name is in its own list).
     """
-    if caller.collections is None or ref in caller.collections:
-        return ref
     try:
-        coll = svc.store.collection_info(ref)  # no counts: cheap on big collections
+        coll = svc.collection(ref)  # no counts: cheap on big collections
     except NotFound:
+        if caller.collections is None or ref in caller.collections:
+            raise
         raise Forbidden(
             "this API key is not allowed to use this collection", details={"collection": ref}
         ) from None
     caller.check_collection(coll.name)
-    return coll.id
+    return coll
 
 
 def require_unlimited(caller: Principal) -> None:
@@ -171,7 +173,7 @@ class ImageBody(Generic[P]):
             )
         except HTTPException as exc:  # starlette's answer to a malformed form
             raise ValidationError(f"malformed form data: {exc.detail}", field="body") from None
-        list_fields = set(self.model.LIST_FIELDS)
+        list_fields = set(self.model.list_fields())
         fields: dict[str, Any] = {}
         files: dict[str, list[bytes]] = {}
         try:
@@ -315,9 +317,9 @@ class ImageBody(Generic[P]):
 def _form_property(name: str, prop: dict[str, Any], model: type[Params]) -> dict[str, Any]:
     """A parameter as a form field: no nulls, lists as repeated text, JSON objects as text."""
     doc: dict[str, Any] = {k: prop[k] for k in ("title", "description") if k in prop}
-    if name in model.LIST_FIELDS:
+    if name in model.list_fields():
         return {**doc, "type": "array", "items": {"type": "string"}}
-    if name in model.JSON_FIELDS:
+    if name in model.json_fields():
         return {**doc, "type": "string", "description": "a JSON object"}
     options = [p for p in prop.get("anyOf", []) if p.get("type") != "null"]
     if len(options) == 1:

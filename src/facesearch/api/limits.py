@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facesearch.api.errors import REQUEST_ID_HEADER, error_body, request_id_for
+from facesearch.errors import PayloadTooLarge
 
 __all__ = ["BodySizeLimitMiddleware"]
 
@@ -75,7 +76,7 @@ class BodySizeLimitMiddleware:
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
             error_body(
-                "PAYLOAD_TOO_LARGE",
+                PayloadTooLarge.code,
                 f"the request body is larger than the limit of {self.max_bytes} bytes",
                 {"limit_bytes": self.max_bytes},
             )

@@ -8,18 +8,50 @@ image fields). Other bodies are plain JSON models. Responses are wrapped in
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import types
+import typing
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from facesearch.domain import (
+    KINDS,
+    Box,
+    Collection,
+    Face,
+    FaceResult,
+    Group,
+    IdentifyAllResult,
+    IdentifyResult,
+    Match,
+    Person,
+    QueryFace,
+    VerifyResult,
+)
+from facesearch.service.options import (
+    DetectOptions,
+    EnrolOptions,
+    IdentifyAllOptions,
+    MatchOptions,
+    Options,
+    SearchOptions,
+    VerifyOptions,
+)
+from facesearch.storage.records import ROLES, ApiKeyRecord
 
 T = TypeVar("T")
 
-FaceChoice = Literal["central", "largest"]
-SearchMode = Literal["fast", "accurate"]
-Kind = Literal["internal", "external", "watchlist"]
-Role = Literal["reader", "writer", "admin"]
+if typing.TYPE_CHECKING:
+    Kind = str
+    Role = str
+else:  # the allowed values from their one home
+    Kind = Literal[KINDS]
+    Role = Literal[ROLES]
 
 
 def split_list(value: Any) -> Any:
@@ -41,19 +73,127 @@ def json_object(value: Any) -> Any:
     return value
 
 
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(_without_none(annotation)) is list
+
+
+def _is_object(annotation: Any) -> bool:
+    inner = _without_none(annotation)
+    return inner is dict or typing.get_origin(inner) is dict
+
+
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
 class Params(BaseModel):
-    """Base of the parameter models of photo routes (form fields or JSON keys)."""
+    """Base of the parameter models of photo routes (form fields or JSON keys).
+
+    Most are generated from the service's options values (``params_for``), so an option is
+    declared once, in ``service/options.py``; ``to_options`` turns the parameters back into it.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    #: Fields that take several values (repeated form fields or comma-separated text).
-    LIST_FIELDS: ClassVar[tuple[str, ...]] = ()
-    #: Fields holding a JSON object (sent as JSON text in multipart forms).
-    JSON_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def list_fields(cls) -> tuple[str, ...]:
+        """Fields that take several values (repeated form fields or comma-separated text)."""
+        return tuple(n for n, f in cls.model_fields.items() if _is_list(f.annotation))
+
+    @classmethod
+    def json_fields(cls) -> tuple[str, ...]:
+        """Fields holding a JSON object (sent as JSON text in multipart forms)."""
+        return tuple(n for n, f in cls.model_fields.items() if _is_object(f.annotation))
+
+    def to_options(self, cls: type[OptionsT]) -> OptionsT:
+        """The options value of type ``cls`` from the parameters that belong to it."""
+        names = {f.name for f in dataclasses.fields(cls)} & set(type(self).model_fields)
+        return cls(**{n: getattr(self, n) for n in names})
+
+
+def _http_annotation(annotation: Any) -> Any:
+    """The HTTP type of an option: tuples of names are JSON lists."""
+    inner = _without_none(annotation)
+    if typing.get_origin(inner) is tuple:
+        listed: Any = list[typing.get_args(inner)[0]]  # type: ignore[misc]
+        return listed | None if inner is not annotation else listed
+    return annotation
+
+
+def params_for(options: type[Options], name: str, *, exclude: tuple[str, ...] = ()) -> type[Params]:
+    """The HTTP parameter model of an options value: each field with its default, limits and
+    description, lists split from repeated or comma-separated form fields, objects parsed from
+    JSON text."""
+    hints = typing.get_type_hints(options)
+    definitions: dict[str, Any] = {}
+    for f in dataclasses.fields(options):
+        if f.name in exclude:
+            continue
+        m = f.metadata
+        limits = {k: m[k] for k in ("ge", "le", "gt", "lt", "max_length") if k in m}
+        definitions[f.name] = (
+            _http_annotation(hints[f.name]),
+            Field(f.default, description=m["doc"], **limits),
+        )
+    lists = [n for n, (ann, _) in definitions.items() if _is_list(ann)]
+    objects = [n for n, (ann, _) in definitions.items() if _is_object(ann)]
+    validators: dict[str, Any] = {}
+    if lists:
+        validators["split_lists"] = field_validator(*lists, mode="before")(split_list)
+    if objects:
+        validators["parse_objects"] = field_validator(*objects, mode="before")(json_object)
+    model: type[Params] = create_model(name, __base__=Params, __validators__=validators, **definitions)
+    return model
+
+
+# The photo routes' parameters: generated from the options values, plus the HTTP-only fields.
+# (mypy sees the generated bases as Any: the fields are checked by pydantic at run time.)
+
+
+class SearchParams(params_for(MatchOptions, "MatchOptions")):  # type: ignore[misc]
+    """What every search takes."""
+
+
+class IdentifyParams(params_for(SearchOptions, "SearchOptions")):  # type: ignore[misc]
+    """Identify (1:N)."""
+
+
+class MultiSearchParams(IdentifyParams):
+    """Identify over several collections."""
+
+    collections: list[str] = Field(min_length=1, max_length=100, description="names or ids to search")
+
+    split_collections = field_validator("collections", mode="before")(split_list)
+
+
+class IdentifyAllParams(params_for(IdentifyAllOptions, "IdentifyAllOptions")):  # type: ignore[misc]
+    """Identify-all (N:N)."""
+
+
+class DetectParams(params_for(DetectOptions, "DetectOptions")):  # type: ignore[misc]
+    """Detection."""
+
+
+class AddFaceParams(params_for(EnrolOptions, "EnrolOptions")):  # type: ignore[misc]
+    """Adding a face to a person."""
+
+
+class VerifyParams(params_for(VerifyOptions, "VerifyOptions")):  # type: ignore[misc]
+    """Verification (1:1)."""
+
+    collection: str | None = Field(None, description="with person: the person's collection")
+    person: str | None = Field(
+        None, description="compare image_a with this person's faces instead of image_b"
+    )
 
 
 class PersonFields(Params):
-    JSON_FIELDS: ClassVar[tuple[str, ...]] = ("metadata",)
-
     external_id: str | None = Field(None, max_length=255, description="your id, unique in the collection")
     name: str | None = Field(None, max_length=255)
     metadata: dict[str, Any] | None = Field(None, description="any JSON object (a JSON string in forms)")
@@ -61,92 +201,10 @@ class PersonFields(Params):
     parse_metadata = field_validator("metadata", mode="before")(json_object)
 
 
-class PersonCreateParams(PersonFields):
-    LIST_FIELDS: ClassVar[tuple[str, ...]] = ("groups",)
-
+class PersonCreateParams(PersonFields, params_for(EnrolOptions, "EnrolPhotos", exclude=("face",))):  # type: ignore[misc]
     groups: list[str] = Field(default_factory=list, description="group names (repeated or comma-separated)")
-    crop: bool = Field(False, description="the images are already tight face crops: no detection")
-    check_liveness: bool = Field(False, description="refuse photos not judged live (LIVENESS_FAILED)")
 
     split_groups = field_validator("groups", mode="before")(split_list)
-
-
-class AddFaceParams(Params):
-    face: FaceChoice = Field("central", description="which face when the photo has several")
-    crop: bool = Field(False, description="the image is already a tight face crop: no detection")
-    check_liveness: bool = Field(False, description="refuse a photo not judged live (LIVENESS_FAILED)")
-
-
-class SearchParams(Params):
-    """What every search takes."""
-
-    LIST_FIELDS: ClassVar[tuple[str, ...]] = ("groups",)
-
-    top_k: int = Field(1, ge=1, le=100, description="how many matches")
-    threshold: float | None = Field(
-        None, ge=0.0, le=1.0, description="minimum similarity (default: collection's)"
-    )
-    max_false_positive_rate: float | None = Field(
-        None,
-        gt=0.0,
-        lt=1.0,
-        description="instead of threshold: the chance a stranger matches anyone in the searched gallery; "
-        "the threshold used follows from the pack's calibration and the gallery's size",
-    )
-    groups: list[str] | None = Field(None, description="search only persons of these groups")
-    search_mode: SearchMode = Field("fast", description="fast: ANN index; accurate: exhaustive")
-    return_metadata: bool = True
-    check_liveness: bool = Field(False, description="fail with LIVENESS_FAILED when the face is not live")
-
-    split_groups = field_validator("groups", mode="before")(split_list)
-
-
-class IdentifyParams(SearchParams):
-    JSON_FIELDS: ClassVar[tuple[str, ...]] = ("metadata",)
-
-    deduplicate: bool = Field(True, description="best face per person only")
-    return_thumbnails: bool = Field(False, description="each match's face thumbnail as base64")
-    face: FaceChoice = Field("central", description="which face when the photo has several")
-    crop: bool = Field(False, description="the image is already a tight face crop: no detection")
-    auto_enroll: bool | None = Field(
-        None, description="keep the query face on a strong match (default: collection's)"
-    )
-    enroll_if_unknown: bool = Field(False, description="create a person from the face when nothing matches")
-    external_id: str | None = Field(None, max_length=255, description="for enroll_if_unknown")
-    name: str | None = Field(None, max_length=255, description="for enroll_if_unknown")
-    metadata: dict[str, Any] | None = Field(None, description="for enroll_if_unknown")
-
-    parse_metadata = field_validator("metadata", mode="before")(json_object)
-
-
-class MultiSearchParams(IdentifyParams):
-    LIST_FIELDS: ClassVar[tuple[str, ...]] = ("groups", "collections")
-
-    collections: list[str] = Field(min_length=1, max_length=100, description="names or ids to search")
-
-    split_collections = field_validator("collections", mode="before")(split_list)
-
-
-class IdentifyAllParams(SearchParams):
-    max_faces: int = Field(20, ge=1, le=100, description="at most this many faces")
-    min_face_size: int = Field(32, ge=8, le=4096, description="smallest face, in pixels")
-    output_size: int | None = Field(160, ge=16, le=1024, description="width of the returned crops")
-    output_aspect: float = Field(1.0, ge=0.25, le=4.0, description="width / height of the returned crops")
-
-
-class DetectParams(Params):
-    min_face_size: int = Field(32, ge=8, le=4096, description="smallest face, in pixels")
-    max_faces: int = Field(100, ge=1, le=1000)
-    check_liveness: bool = False
-
-
-class VerifyParams(Params):
-    collection: str | None = Field(None, description="with person: the person's collection")
-    person: str | None = Field(
-        None, description="compare image_a with this person's faces instead of image_b"
-    )
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="similarity needed for match")
-    crop: bool = Field(False, description="the images are already tight face crops")
 
 
 # --- JSON bodies --------------------------------------------------------------------------
@@ -222,6 +280,10 @@ class BoxOut(BaseModel):
     width: int
     height: int
 
+    @classmethod
+    def of(cls, b: Box) -> BoxOut:
+        return cls(left=b.left, top=b.top, width=b.width, height=b.height)
+
 
 class CollectionOut(BaseModel):
     id: str
@@ -234,6 +296,21 @@ class CollectionOut(BaseModel):
     person_count: int
     face_count: int
     created_at: datetime
+
+    @classmethod
+    def of(cls, c: Collection) -> CollectionOut:
+        return cls(
+            id=c.id,
+            name=c.name,
+            title=c.title,
+            description=c.description,
+            kind=c.kind,
+            pack=c.pack,
+            settings=dict(c.settings),
+            person_count=c.person_count or 0,
+            face_count=c.face_count or 0,
+            created_at=c.created_at,
+        )
 
 
 class CollectionList(BaseModel):
@@ -251,6 +328,19 @@ class FaceOut(BaseModel):
     created_at: datetime
     thumbnail_url: str
 
+    @classmethod
+    def of(cls, f: Face) -> FaceOut:
+        return cls(
+            id=f.id,
+            person_id=f.person_id,
+            collection_id=f.collection_id,
+            pack=f.pack,
+            box=BoxOut.of(f.box),
+            quality=dict(f.quality),
+            created_at=f.created_at,
+            thumbnail_url=f"/v1/faces/{f.id}/image",
+        )
+
 
 class PersonOut(BaseModel):
     id: str
@@ -262,6 +352,20 @@ class PersonOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     faces: list[FaceOut] | None = Field(None, description="present when reading one person")
+
+    @classmethod
+    def of(cls, p: Person, *, with_faces: bool = True) -> PersonOut:
+        return cls(
+            id=p.id,
+            collection_id=p.collection_id,
+            external_id=p.external_id,
+            name=p.name,
+            metadata=dict(p.metadata),
+            groups=list(p.groups),
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            faces=[FaceOut.of(f) for f in p.faces] if with_faces else None,
+        )
 
 
 class PersonList(BaseModel):
@@ -275,6 +379,16 @@ class GroupOut(BaseModel):
     name: str
     person_count: int
     created_at: datetime
+
+    @classmethod
+    def of(cls, g: Group) -> GroupOut:
+        return cls(
+            id=g.id,
+            collection_id=g.collection_id,
+            name=g.name,
+            person_count=g.person_count,
+            created_at=g.created_at,
+        )
 
 
 class GroupList(BaseModel):
@@ -293,6 +407,15 @@ class QueryFaceOut(BaseModel):
     detection_score: float
     quality: dict[str, Any]
 
+    @classmethod
+    def of(cls, q: QueryFace) -> QueryFaceOut:
+        return cls(
+            box=BoxOut.of(q.box),
+            landmarks=q.landmarks.to_list(),
+            detection_score=round(q.score, 3),
+            quality=q.quality.to_dict(),
+        )
+
 
 class MatchOut(BaseModel):
     rank: int
@@ -307,16 +430,58 @@ class MatchOut(BaseModel):
     collection: str
     thumbnail: str | None = Field(None, description="JPEG as base64, with return_thumbnails")
 
+    @classmethod
+    def of(cls, m: Match) -> MatchOut:
+        return cls(
+            rank=m.rank,
+            similarity=m.similarity,
+            distance=m.distance,
+            person_id=m.person.id,
+            external_id=m.person.external_id,
+            name=m.person.name,
+            metadata=dict(m.person.metadata),
+            groups=list(m.person.groups),
+            face_id=m.face_id,
+            collection=m.collection,
+            thumbnail=b64(m.thumbnail),
+        )
 
-class IdentifyOut(BaseModel):
+
+STAGES = ("decode_ms", "detect_ms", "embed_ms", "search_ms")
+
+
+class Timed(BaseModel):
+    """What every search response carries: faces searched, time taken, time per stage."""
+
+    searched: int = Field(description="faces compared or indexed")
+    query_time_ms: float
+    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @staticmethod
+    def stages(timings: dict[str, float]) -> dict[str, float]:
+        """Per-stage milliseconds, rounded; the stages a search did not run read 0."""
+        return {**dict.fromkeys(STAGES, 0.0), **{k: round(float(v), 3) for k, v in timings.items()}}
+
+
+class IdentifyOut(Timed):
     matches: list[MatchOut]
     face: QueryFaceOut
     threshold: float
     auto_enrolled_face_id: str | None
     created_person_id: str | None
-    searched: int = Field(description="faces compared or indexed")
-    query_time_ms: float
-    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @classmethod
+    def of(cls, r: IdentifyResult) -> IdentifyOut:
+        return cls(
+            matches=[MatchOut.of(m) for m in r.matches],
+            face=QueryFaceOut.of(r.face),
+            threshold=r.threshold,
+            auto_enrolled_face_id=r.auto_enrolled_face_id,
+            created_person_id=r.created_person_id,
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
 
 
 class FaceResultOut(BaseModel):
@@ -324,32 +489,62 @@ class FaceResultOut(BaseModel):
     crop: str = Field(description="JPEG crop as base64")
     matches: list[MatchOut]
 
+    @classmethod
+    def of(cls, f: FaceResult) -> FaceResultOut:
+        return cls(
+            face=QueryFaceOut.of(f.face), crop=b64(f.crop) or "", matches=[MatchOut.of(m) for m in f.matches]
+        )
 
-class IdentifyAllOut(BaseModel):
+
+class IdentifyAllOut(Timed):
     faces: list[FaceResultOut]
     unrecognized: list[FaceResultOut]
     threshold: float
-    searched: int = Field(description="faces compared or indexed")
-    query_time_ms: float
-    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @classmethod
+    def of(cls, r: IdentifyAllResult) -> IdentifyAllOut:
+        return cls(
+            faces=[FaceResultOut.of(f) for f in r.faces],
+            unrecognized=[FaceResultOut.of(f) for f in r.unrecognized],
+            threshold=r.threshold,
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
 
 
-class DetectOut(BaseModel):
+class DetectOut(Timed):
     faces: list[QueryFaceOut]
-    searched: int = Field(description="faces compared or indexed")
-    query_time_ms: float
-    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @classmethod
+    def of(cls, faces: Iterable[QueryFace], query_time_ms: float, timings: dict[str, float]) -> DetectOut:
+        return cls(
+            faces=[QueryFaceOut.of(q) for q in faces],
+            searched=0,
+            query_time_ms=query_time_ms,
+            timings=cls.stages(timings),
+        )
 
 
-class VerifyOut(BaseModel):
+class VerifyOut(Timed):
     similarity: float
     distance: float
     match: bool
     threshold: float
     faces: list[QueryFaceOut]
-    searched: int = Field(description="faces compared or indexed")
-    query_time_ms: float
-    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @classmethod
+    def of(cls, r: VerifyResult) -> VerifyOut:
+        return cls(
+            similarity=r.similarity,
+            distance=r.distance,
+            match=r.match,
+            threshold=r.threshold,
+            faces=[QueryFaceOut.of(q) for q in r.faces],
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
 
 
 class FaceImageOut(BaseModel):
@@ -357,6 +552,10 @@ class FaceImageOut(BaseModel):
     file_name: str
     file_type: str
     file_base64: str
+
+    @classmethod
+    def of(cls, f: Face, data: bytes) -> FaceImageOut:
+        return cls(file_id=f.id, file_name=f"{f.id}.jpg", file_type="image/jpeg", file_base64=b64(data) or "")
 
 
 class HealthOut(BaseModel):
@@ -377,14 +576,40 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
 
+    @classmethod
+    def fields_of(cls, k: ApiKeyRecord) -> dict[str, Any]:
+        return {
+            "id": k.id,
+            "name": k.name,
+            "prefix": k.prefix,
+            "role": k.role,
+            "collections": list(k.collections) if k.collections is not None else None,
+            "created_at": k.created_at,
+            "last_used_at": k.last_used_at,
+            "revoked_at": k.revoked_at,
+        }
+
+    @classmethod
+    def of(cls, k: ApiKeyRecord) -> KeyOut:
+        return cls(**cls.fields_of(k))
+
 
 class KeyCreated(KeyOut):
     key: str = Field(description="the key itself: shown only this once")
+
+    @classmethod
+    def created(cls, k: ApiKeyRecord, plaintext: str) -> KeyCreated:
+        return cls(**cls.fields_of(k), key=plaintext)
 
 
 class KeyList(BaseModel):
     keys: list[KeyOut]
     next_cursor: str | None
+
+
+def b64(data: bytes | None) -> str | None:
+    """Bytes as standard base64 text (None stays None)."""
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import evaluate, models, photos, server, store
+from facesearch.cli import evaluate, models, photos, server, service
 
 app = typer.Typer(
     name="facesearch",
@@ -15,10 +15,10 @@ app = typer.Typer(
 )
 app.command()(photos.detect)
 app.command()(photos.compare)
-app.add_typer(store.collections_app, name="collections")
-app.add_typer(store.persons_app, name="persons")
-app.command()(store.enroll)
-app.command()(store.identify)
+app.add_typer(service.collections_app, name="collections")
+app.add_typer(service.persons_app, name="persons")
+app.command()(service.enroll)
+app.command()(service.identify)
 app.command()(server.serve)
 app.add_typer(server.keys_app, name="keys")
 app.add_typer(evaluate.eval_app, name="eval")

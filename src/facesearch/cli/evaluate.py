@@ -60,9 +60,7 @@ def _check_files(paths: list[Path]) -> None:
 
 
 def _table(embedder: Any) -> Any:
-    from facesearch.pipeline.calibration import pack_calibration
-
-    return pack_calibration(embedder.pack)
+    return embedder.pack.calibration
 
 
 def _pct(x: float | None) -> str:
@@ -362,7 +360,7 @@ def calibrate(
 ) -> None:
     """Measure the pack's distance -> false-match-rate table on one half of the identities, check it
     on the other half, choose the default threshold, and store the table with the pack."""
-    from facesearch.pipeline.calibration import forget_loaded, table_path
+    from facesearch.pipeline.calibration import table_path
 
     embedder = open_embedder(pack, cache_dir, workers)
     result = run_calibrate(images, embedder)
@@ -371,7 +369,6 @@ def calibrate(
     if not dry_run:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(table.to_json() + "\n", encoding="utf-8")
-        forget_loaded()
     meta = table.meta
     if as_json:
         print_json(_finite({"written": None if dry_run else str(target), **meta}))

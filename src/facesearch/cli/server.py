@@ -108,9 +108,9 @@ def keys_list(
     finally:
         store.close()
     if as_json:
-        from facesearch.api.render import api_key
+        from facesearch.api.schemas import KeyOut
 
-        print_json([api_key(r) for r in records])
+        print_json([KeyOut.of(r).model_dump(mode="json") for r in records])
         return
     if not records:
         typer.echo("No API keys yet: facesearch keys create NAME --role admin")

@@ -47,12 +47,10 @@ class CachedFace:
 
 
 def default_cache_dir() -> Path:
-    """``$FACESEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/facesearch/embeddings`` (~/.cache)."""
-    explicit = os.environ.get("FACESEARCH_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "facesearch" / "embeddings"
+    """``Settings.cache_dir``: ``$FACESEARCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/facesearch/embeddings``."""
+    from facesearch.config import Settings
+
+    return Settings().cache_dir
 
 
 def _version(dist: str) -> str:
@@ -94,11 +92,11 @@ def _walk(obj: Any, seen: set[int], depth: int = 0) -> Iterator[tuple[str, str]]
 def pipeline_fingerprint(pack: Any) -> str:
     """16 hex digits that change whenever the embedding of a photo by ``pack`` could change."""
     from facesearch import imaging
-    from facesearch.pipeline import base, dlib_onnx, dlib_pack, runner
+    from facesearch.pipeline import base, dlib_onnx, runner
 
     digest = hashlib.sha256()
     digest.update(f"pack={pack.name}\n".encode())
-    digest.update(f"dlib engine={os.environ.get(dlib_pack.ENGINE_ENV, 'auto')}\n".encode())
+    # The dlib engine setting is an attribute of the packs' DlibModels, reached by the walk below.
     for module in (imaging, runner, base, dlib_onnx):
         digest.update(inspect.getsource(module).encode())
     seen: set[int] = set()

@@ -205,11 +205,8 @@ class PartitionedIndex:
         with self._lock.read():
             return sorted(self._parts)
 
-    def person_groups(self, partition: int, person_id: int) -> frozenset[str]:
-        """Groups of a person as the index knows them (for checks and tests)."""
-        with self._lock.read():
-            store = self._parts.get(partition)
-            return store.groups_of(person_id) if store is not None else as_groups(())
+    def close(self) -> None:
+        """Nothing to release here (backends with threads override it)."""
 
     def memory_bytes(self) -> int:
         with self._lock.read():

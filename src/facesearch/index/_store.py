@@ -181,9 +181,6 @@ class PartitionStore:
         for g in groups:
             self._members.setdefault(g, set()).add(person_id)
 
-    def groups_of(self, person_id: int) -> frozenset[str]:
-        return self.groups.get(person_id, frozenset({DEFAULT_GROUP}))
-
     def member_mask(self, groups: Collection[str]) -> npt.NDArray[np.bool_]:
         """Rows whose person belongs to any of the groups ("default" = persons without groups)."""
         wanted: set[int] = set()

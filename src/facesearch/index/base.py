@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-DEFAULT_GROUP = "default"
+from facesearch.domain import DEFAULT_GROUP as DEFAULT_GROUP
 
 IdArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -100,6 +100,10 @@ class VectorIndex(Protocol):
 
     def memory_bytes(self) -> int:
         """Approximate resident size of the index data."""
+        ...
+
+    def close(self) -> None:
+        """Release what the index runs besides its data (threads); called once, at shutdown."""
         ...
 
 

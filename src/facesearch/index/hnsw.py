@@ -244,9 +244,10 @@ class _Graph:
                 self.counts[label % self.shards] -= 1
                 self.indexes[label % self.shards].mark_deleted(label)
 
-    def knn(self, queries: FloatArray, kk: int, ef: int) -> IdArray:
+    def knn(self, queries: FloatArray, kk: int, ef: int, pool: ShardPool | None = None) -> IdArray:
         """Face ids of the graph neighbours of each query, at least kk (raises RuntimeError if too
-        few); a projected graph gives at least RERANK_FLOOR, for the re-rank on full vectors."""
+        few); a projected graph gives at least RERANK_FLOOR, for the re-rank on full vectors.
+        ``pool`` searches the other shards of a single query while this thread searches the first."""
         if self.projection is not None:  # the floor is shared out between the shards
             kk = max(kk, -(-RERANK_FLOOR // self.shards))
         points = self._points(queries)
@@ -259,11 +260,11 @@ class _Graph:
         if not asks:
             raise RuntimeError("the graph holds no live face")
         threads = 1 if len(queries) == 1 else -1
-        if len(asks) == 1 or len(queries) > 1:
+        executor = pool.get() if pool is not None and len(asks) > 1 and len(queries) == 1 else None
+        if executor is None:
             found = [index.knn_query(points, k=k, num_threads=threads)[0] for index, k in asks]
         else:  # one query: the shards in parallel, this thread searching the first
-            pool = _shard_pool()
-            later = [pool.submit(index.knn_query, points, k, 1) for index, k in asks[1:]]
+            later = [executor.submit(index.knn_query, points, k, 1) for index, k in asks[1:]]
             found = [asks[0][0].knn_query(points, k=asks[0][1], num_threads=1)[0]]
             found += [future.result()[0] for future in later]
         labels = found[0] if len(found) == 1 else np.hstack(found)
@@ -281,18 +282,34 @@ class _Graph:
         return total + 100 * len(self.label_of) + self.fid_by_label.nbytes  # + the label maps
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+class ShardPool:
+    """Threads that search the other shards of a query while the caller searches the first.
 
+    Owned by one HnswIndex: started on first use, shut down by ``close`` (after which searches
+    run their shards one after the other in the calling thread).
+    """
 
-def _shard_pool() -> ThreadPoolExecutor:
-    """Threads that search the other shards of a query while the caller searches the first."""
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hnsw-shard")
-    return _POOL
+    def __init__(self, workers: int = 4) -> None:
+        self._workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor | None:
+        """The executor (started now if needed), or None once closed."""
+        if self._executor is None and not self._closed:
+            with self._lock:
+                if self._executor is None and not self._closed:
+                    self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="hnsw-shard")
+        return None if self._closed else self._executor
+
+    def close(self) -> None:
+        """Stop the threads (waiting for searches under way)."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def default_shards() -> int:
@@ -327,6 +344,11 @@ class HnswIndex(PartitionedIndex):
         self.small_partition = small_partition
         self.project = bool(project)
         self._graphs: dict[int, _Graph] = {}
+        self._shard_pool = ShardPool()
+
+    def close(self) -> None:
+        """Stop the threads that search shards in parallel (the data stays readable)."""
+        self._shard_pool.close()
 
     def graph_size(self, partition: int) -> int | None:
         """Live faces in the partition's graph, or None when it is served by the exact scan only."""
@@ -377,7 +399,8 @@ class HnswIndex(PartitionedIndex):
             graph = self._graph_for(partition, store, kk)
             if graph is not None:
                 try:
-                    return _rerank(store, query, graph.knn(query[None, :], kk, self.ef_search)[0])
+                    found = graph.knn(query[None, :], kk, self.ef_search, self._shard_pool)
+                    return _rerank(store, query, found[0])
                 except RuntimeError:
                     pass  # too few live neighbours reachable: scan exactly
             if not exact:

@@ -10,6 +10,7 @@ import numpy as np
 
 from facesearch.domain import Box, Detection, Embedding, Landmarks, Quality, RGBImage
 from facesearch.errors import LivenessUnavailable
+from facesearch.pipeline.calibration.table import CalibrationTable
 from facesearch.pipeline.models_install import INSTALL_COMMAND
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class ModelPack:
 
     ``similarity`` maps a raw embedding distance to the [0, 1] similarity scale and
     ``distance_for_similarity`` is its inverse; both live with the pack so a pack's
-    calibration is kept in one place.
+    calibration is kept in one place. ``calibration`` is the measured table they come from
+    (None: a provisional mapping, and no ``max_false_positive_rate``).
     """
 
     name: str
@@ -76,6 +78,7 @@ class ModelPack:
     liveness: LivenessChecker | None = None
     # Asked only when ``detector`` finds no face at all (the dlib packs: the ONNX detector).
     fallback_detector: Detector | None = None
+    calibration: CalibrationTable | None = None
 
     def require_liveness(self) -> LivenessChecker:
         """The pack's installed liveness checker; LivenessUnavailable when it has none."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +28,10 @@ CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 # HOG detections scoring below this are dropped (measured on groups/ and noface/: see README).
 HOG_SCORE_FLOOR = 0.0
-# Which engine runs the descriptor network: "onnxruntime" (dlib's weights in an ONNX graph,
-# pipeline/dlib_onnx.py: the same descriptor to ~1e-6, about 15x faster), "dlib" (dlib-bin's
-# own), or "auto" (onnxruntime, and dlib with a warning if the graph cannot be built).
-ENGINE_ENV = "FACESEARCH_DLIB_ENGINE"
+# Which engine runs the descriptor network (``Settings.dlib_engine``): "onnxruntime" (dlib's weights
+# in an ONNX graph, pipeline/dlib_onnx.py: the same descriptor to ~1e-6, about 15x faster), "dlib"
+# (dlib-bin's own), or "auto" (onnxruntime, and dlib with a warning if the graph cannot be built).
+ENGINE_ENV = "FACESEARCH_DLIB_ENGINE"  # the environment variable of that setting
 ENGINES = ("auto", "onnxruntime", "dlib")
 
 
@@ -61,9 +60,18 @@ def _import_dlib() -> Any:
 
 
 class DlibModels:
-    """Loads the dlib models once, on first use, and shares them within the process."""
+    """Loads the dlib models once, on first use, and shares them within the process.
 
-    def __init__(self, directory: Path | None = None) -> None:
+    ``engine``: what runs the descriptor network (see ENGINES); None reads ``Settings.dlib_engine``
+    from the environment.
+    """
+
+    def __init__(self, directory: Path | None = None, engine: str | None = None) -> None:
+        if engine is None:
+            from facesearch.config import Settings
+
+            engine = Settings().dlib_engine
+        self.engine = engine.strip().lower() or "auto"
         self._directory = directory
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any, Any, Any] | None = None
@@ -88,7 +96,7 @@ class DlibModels:
                 )
         detector = dlib.get_frontal_face_detector()
         predictor = dlib.shape_predictor(str(paths[0]))
-        descriptor = _descriptor(dlib, paths[1], os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto")
+        descriptor = _descriptor(dlib, paths[1], self.engine)
         return dlib, detector, predictor, descriptor
 
 
@@ -106,7 +114,7 @@ class DlibBinDescriptor:
 
 
 def _descriptor(dlib: Any, path: Path, engine: str) -> Any:
-    """The descriptor engine named by ``FACESEARCH_DLIB_ENGINE`` (see ENGINES)."""
+    """The descriptor engine named by the ``dlib_engine`` setting (see ENGINES)."""
     if engine not in ENGINES:
         raise ModelUnavailable(
             f"{ENGINE_ENV}={engine!r} is not one of {', '.join(ENGINES)}", details={"setting": ENGINE_ENV}

@@ -16,15 +16,18 @@ been tested on simulated print and screen attacks made from LFW photos.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from facesearch.domain import Box, Detection, Quality, RGBImage
-from facesearch.errors import LivenessUnavailable, ModelUnavailable
+from facesearch.errors import LivenessFailed, LivenessUnavailable, ModelUnavailable
 from facesearch.pipeline.onnx.detect import OnnxDetection, RfbDetector, box_from_hog
 from facesearch.pipeline.onnx.models import OnnxModels
+
+if TYPE_CHECKING:
+    from facesearch.pipeline.runner import Analysis
 
 LIVENESS_SIZE = 128
 LIVENESS_CONTEXT = 2.7  # the box is enlarged this much around its centre (as in the JavaScript)
@@ -122,6 +125,29 @@ def liveness_reason(
     if scores.live < t.min_live_score:
         return "FACE_NOT_LIVE"
     return None
+
+
+def require_live(analysis: Analysis, *, single: bool) -> None:
+    """Raise LivenessFailed when a face of ``analysis`` (analysed with liveness) is not judged live.
+
+    ``single``: one face is wanted (identify, enrol), so a second face of comparable size
+    fails with TOO_MANY_FACES. ``details``: the first face's ``reason`` and, per failing face,
+    its box, reason and scores.
+    """
+    scores = tuple(analysis.liveness)
+    if len(scores) != len(analysis.faces):
+        raise LivenessUnavailable("liveness was asked for, but the faces were not scored")
+    failed = []
+    for face, score in zip(analysis.faces, scores, strict=True):
+        why = liveness_reason(score, face.quality, single=single)
+        if why is not None:
+            failed.append({"box": face.detection.box.to_dict(), "reason": why, "scores": score.to_dict()})
+    if failed:
+        reason = failed[0]["reason"]
+        raise LivenessFailed(
+            f"liveness check failed: {str(reason).lower().replace('_', ' ')}",
+            details={"reason": reason, "faces": failed},
+        )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -6,8 +6,9 @@ install onnx`` fetches it with ``npm pack`` (never at request time), checks the 
 sha512 against the pinned npm ``integrity`` value, and extracts only the ``.onnx`` files
 the packs use, refusing any archive entry that could escape the target folder.
 
-Where the models live: ``$FACESEARCH_MODELS_DIR`` when set, else ``<data dir>/models``
-(``./data/models`` by default; ``FACESEARCH_DATA_DIR`` moves it); this pack's files go
+Where the models live: ``Settings.models_dir`` (``$FACESEARCH_MODELS_DIR``) when set, else
+``<data dir>/models`` (``./data/models`` by default; ``--data-dir`` or ``FACESEARCH_DATA_DIR``
+moves it); this pack's files go
 in its ``onnx/`` sub-folder with a ``manifest.json`` recording the package, its integrity
 and each file's sha256. Installing again when that manifest and the files match does
 nothing, so the command is safe to run before every ``make run`` or ``make test``.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -34,7 +34,6 @@ NPM_INTEGRITY = (
     "sha512-shriXjd4zJHEwhK1jHK+bWo8Vv6Vu9B/w6RRsd4AFtNM/jaI2vhuOamOSMl9qQmLd8WlQ7dgqN+3C2iOi5pXWw=="
 )
 INSTALL_COMMAND = "facesearch models install onnx"
-MODELS_DIR_ENV = "FACESEARCH_MODELS_DIR"
 PACK_SUBDIR = "onnx"
 MANIFEST = "manifest.json"
 # The models the packs use, by role; the package's age, gender and expression models are left out.
@@ -51,15 +50,12 @@ NPM_TIMEOUT_S = 600
 
 
 def default_models_dir() -> Path:
-    """``$FACESEARCH_MODELS_DIR``, else ``<data dir>/models`` (``$FACESEARCH_DATA_DIR``, default ``./data``).
+    """The models folder of the settings read from the environment: ``$FACESEARCH_MODELS_DIR``,
+    else ``<data dir>/models`` (``$FACESEARCH_DATA_DIR``, default ``./data``). Used only where no
+    folder is passed in; the service passes ``Settings.resolved_models_dir``."""
+    from facesearch.config import Settings
 
-    Read from the environment, not from a Settings object: packs are built by name, and a
-    service opened with another ``data_dir`` still finds the models installed for the machine.
-    """
-    env = os.environ.get(MODELS_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("FACESEARCH_DATA_DIR") or "data").expanduser() / "models"
+    return Settings().resolved_models_dir
 
 
 def onnx_dir(models_dir: Path | None = None) -> Path:

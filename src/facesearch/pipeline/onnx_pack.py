@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesearch.config import PackConfig
 from facesearch.domain import Box, Detection, Quality, RGBImage
 from facesearch.pipeline.base import ModelPack
 from facesearch.pipeline.dlib_pack import DlibAligner, DlibDetector, DlibEmbedder, DlibModels
@@ -203,19 +204,18 @@ class ChipScaledQuality:
         return self._inner.assess(image, detection, chip)
 
 
-def build_onnx_pack(name: str, models_dir: Path | None = None) -> ModelPack:
+def build_onnx_pack(name: str, config: PackConfig) -> ModelPack:
     """The ``onnx`` or ``fusion`` pack; ModelUnavailable (naming the install command) when
     the ONNX files are not installed."""
     from facesearch.pipeline.calibration import pack_scale
 
-    models = OnnxModels(models_dir)
+    models = OnnxModels(config.models_dir)
     models.require(f"the {name!r} model pack")
     detector = RfbDetector(models)
     liveness = OnnxLivenessChecker(models, detector)
     mfn = MobileFaceNetEmbedder(models)
     if name == "onnx":
-        fallback = ONNX_SIMILARITY
-        scale = pack_scale(name, fallback.similarity, fallback.distance_for, 0.5)
+        scale = pack_scale(name, ONNX_SIMILARITY)
         return ModelPack(
             name=name,
             detector=detector,
@@ -226,11 +226,11 @@ def build_onnx_pack(name: str, models_dir: Path | None = None) -> ModelPack:
             distance_for_similarity=scale.distance_for_similarity,
             default_threshold=scale.default_threshold,
             liveness=liveness,
+            calibration=scale.table,
         )
     if name == "fusion":
-        dlib_models = DlibModels()
-        fallback = FUSION_SIMILARITY
-        scale = pack_scale(name, fallback.similarity, fallback.distance_for, 0.5)
+        dlib_models = DlibModels(engine=config.dlib_engine)
+        scale = pack_scale(name, FUSION_SIMILARITY)
         return ModelPack(
             name=name,
             detector=detector,
@@ -241,6 +241,7 @@ def build_onnx_pack(name: str, models_dir: Path | None = None) -> ModelPack:
             distance_for_similarity=scale.distance_for_similarity,
             default_threshold=scale.default_threshold,
             liveness=liveness,
+            calibration=scale.table,
         )
     raise ValueError(f"not an ONNX pack: {name!r}")
 

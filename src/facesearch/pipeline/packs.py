@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from facesearch.config import PackConfig
 from facesearch.errors import ValidationError
 from facesearch.pipeline.base import ModelPack
 from facesearch.pipeline.calibration import pack_scale
@@ -19,13 +20,17 @@ DLIB_SIMILARITY = LogisticSimilarity(midpoint=0.6, scale=0.06)
 DLIB_FLIP_SIMILARITY = LogisticSimilarity(midpoint=0.42, scale=0.042)  # unit-length embeddings
 
 
-def build_pack(name: str) -> ModelPack:
-    """Build a model pack by name; models load lazily on first use."""
+def build_pack(name: str, config: PackConfig | None = None) -> ModelPack:
+    """Build a model pack by name, with its calibration table; models load lazily on first use.
+
+    ``config`` (the models folder, the dlib engine) defaults to what the environment's
+    ``Settings`` say; the service passes its own settings' ``pack_config()``.
+    """
+    config = config or PackConfig.from_environment()
     match name:
         case "dlib" | "dlib-flip":
-            models = DlibModels()
-            fallback = DLIB_SIMILARITY if name == "dlib" else DLIB_FLIP_SIMILARITY
-            scale = pack_scale(name, fallback.similarity, fallback.distance_for, 0.5)
+            models = DlibModels(engine=config.dlib_engine)
+            scale = pack_scale(name, DLIB_SIMILARITY if name == "dlib" else DLIB_FLIP_SIMILARITY)
             embedder = DlibEmbedder(models)
             return ModelPack(
                 name=name,
@@ -36,11 +41,14 @@ def build_pack(name: str) -> ModelPack:
                 similarity=scale.similarity,
                 distance_for_similarity=scale.distance_for_similarity,
                 default_threshold=scale.default_threshold,
-                liveness=optional_liveness(),  # available once `facesearch models install onnx` ran
-                fallback_detector=optional_fallback_detector(models),  # idem; only when HOG finds nothing
+                # Both available once `facesearch models install onnx` ran; the fallback detector
+                # is asked only when HOG finds nothing.
+                liveness=optional_liveness(config.models_dir),
+                fallback_detector=optional_fallback_detector(models, config.models_dir),
+                calibration=scale.table,
             )
         case "onnx" | "fusion":
-            return build_onnx_pack(name)  # ModelUnavailable naming the install command if missing
+            return build_onnx_pack(name, config)  # ModelUnavailable naming the install command if missing
         case _:
             raise ValidationError(
                 f"unknown model pack {name!r}; known packs: {', '.join(PACK_NAMES)}", field="pack"

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
-from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality, RGBImage
+from facesearch.domain import Box, Detection, FaceChoice, FaceObservation, Landmarks, Quality, RGBImage
 from facesearch.errors import NoFaceDetected
 from facesearch.imaging import (
     DEFAULT_MAX_BYTES,
@@ -39,7 +39,24 @@ MAX_UPSAMPLE = 1
 # Single-face scans of images at least this large try a half-size pass first.
 COARSE_MIN_SIDE = 400
 
-FaceChoice = Literal["central", "largest"]
+
+@dataclass(frozen=True)
+class AnalyseOptions:
+    """How one photo is analysed: the value the service builds and the worker pool carries."""
+
+    every_face: bool = False  # every face (detect, identify-all), else the one ``choice`` picks
+    choice: FaceChoice = "central"  # with one face wanted: nearest the centre, or the largest
+    crop: bool = False  # the image is already a tight face crop: no detection
+    min_face_size: int = 32  # with every_face: the smallest face kept, in original pixels
+    max_faces: int | None = None  # with every_face: the largest faces first, at most this many
+    crop_output: tuple[int | None, float] | None = None  # (width or None, aspect): JPEG crop per face
+    liveness: bool = False  # also score liveness (Analysis.liveness), with the pack's checker
+
+    @classmethod
+    def of(cls, options: AnalyseOptions | None, overrides: dict[str, Any]) -> AnalyseOptions:
+        """``options`` (default: the defaults) with keyword overrides; TypeError for unknown names."""
+        base = options or cls()
+        return replace(base, **overrides) if overrides else base
 
 
 @dataclass
@@ -120,15 +137,11 @@ class FacePipeline:
     def analyse(
         self,
         pixels: RGBImage,
+        options: AnalyseOptions | None = None,
         *,
         scale: float = 1.0,
-        every_face: bool = False,
-        choice: FaceChoice = "central",
-        crop: bool = False,
-        min_face_size: int = 32,
-        max_faces: int | None = None,
         timings: Timings | None = None,
-        liveness: bool = False,
+        **overrides: Any,
     ) -> Analysis:
         """Find, align, measure and embed faces in ``pixels`` (already at work size).
 
@@ -136,9 +149,11 @@ class FacePipeline:
         original-image pixels. Without ``every_face`` only the chosen face is embedded.
         ``liveness``: also score each face with the pack's liveness checker (raises
         LivenessUnavailable when the pack has none installed). Raises NoFaceDetected when
-        no face is found.
+        no face is found. ``overrides`` replace fields of ``options`` (``AnalyseOptions``).
         """
-        if liveness:
+        opts = AnalyseOptions.of(options, overrides)
+        every_face, crop, min_face_size = opts.every_face, opts.crop, opts.min_face_size
+        if opts.liveness:
             self.pack.require_liveness()
         timings = timings or Timings()
         h, w = pixels.shape[:2]
@@ -156,16 +171,16 @@ class FacePipeline:
         if every_face and not crop:
             detections = [d for d in detections if min(d.box.width, d.box.height) * inv >= min_face_size]
             detections.sort(key=lambda d: -d.box.area)
-            if max_faces is not None:
-                detections = detections[:max_faces]
+            if opts.max_faces is not None:
+                detections = detections[: opts.max_faces]
         timings.detect_ms += (time.perf_counter() - t0) * 1000
         if not detections:
             raise NoFaceDetected("no face was found in the image")
         found = detections
         if not every_face and len(detections) > 1:
-            detections = [detections[choose_face(detections, w, h, choice)]]
+            detections = [detections[choose_face(detections, w, h, opts.choice)]]
         live: tuple[LivenessScores, ...] = ()
-        if liveness:
+        if opts.liveness:
             live = self._liveness(pixels, detections, found, every_face, timings)
         t1 = time.perf_counter()
         chips = [self.pack.aligner.align(pixels, d) for d in detections]
@@ -240,42 +255,28 @@ class FacePipeline:
     def analyse_bytes(
         self,
         data: bytes,
+        options: AnalyseOptions | None = None,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        every_face: bool = False,
-        choice: FaceChoice = "central",
-        crop: bool = False,
-        min_face_size: int = 32,
-        max_faces: int | None = None,
-        crop_output: tuple[int | None, float] | None = None,
-        liveness: bool = False,
+        **overrides: Any,
     ) -> Analysis:
         """Decode ``data`` once at the work size (JPEG draft mode) and analyse it.
 
         ``crop_output`` = (width or None, aspect): also return a JPEG crop of each face
-        (with a 20% margin), cut from the decoded image.
+        (with a 20% margin), cut from the decoded image. ``overrides`` as for ``analyse``.
         """
+        opts = AnalyseOptions.of(options, overrides)
         timings = Timings()
         t0 = time.perf_counter()
         decoded = decode_image(
             data, max_bytes=max_bytes, max_pixels=max_pixels, target_max_side=WORK_MAX_SIDE
         )
         timings.decode_ms = (time.perf_counter() - t0) * 1000
-        analysis = self.analyse(
-            decoded.pixels,
-            scale=decoded.scale,
-            every_face=every_face,
-            choice=choice,
-            crop=crop,
-            min_face_size=min_face_size,
-            max_faces=max_faces,
-            timings=timings,
-            liveness=liveness,
-        )
+        analysis = self.analyse(decoded.pixels, opts, scale=decoded.scale, timings=timings)
         crops: tuple[bytes, ...] = ()
-        if crop_output is not None:
-            size, aspect = crop_output
+        if opts.crop_output is not None:
+            size, aspect = opts.crop_output
             crops = tuple(
                 encode_jpeg(
                     crop_face(

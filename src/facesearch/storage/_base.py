@@ -11,10 +11,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facesearch.domain import Box, Collection, Face, Group, Person
+from facesearch.domain import DEFAULT_GROUP, Box, Collection, Face, Group, Person
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage.db import WRITE_OPTION
-from facesearch.storage.records import DEFAULT_GROUP
 from facesearch.storage.tables import (
     DbChange,
     DbCollection,
@@ -205,7 +204,7 @@ class StoreBase:
     # --- conversion ---------------------------------------------------------------
 
     @staticmethod
-    def _to_collection(row: DbCollection, persons: int = 0, faces: int = 0) -> Collection:
+    def _to_collection(row: DbCollection, persons: int | None = 0, faces: int | None = 0) -> Collection:
         return Collection(
             id=row.uid,
             name=row.name,
@@ -217,6 +216,7 @@ class StoreBase:
             created_at=row.created_at,
             person_count=persons,
             face_count=faces,
+            pk=row.id,
         )
 
     @staticmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import replace
 from datetime import timedelta
@@ -12,10 +11,10 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.domain import Collection
+from facesearch.domain import Collection, check_collection_name, check_kind
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text
-from facesearch.storage.records import KINDS, OP_DROP_COLLECTION, ROLES, ApiKeyRecord
+from facesearch.storage.records import OP_DROP_COLLECTION, ROLES, ApiKeyRecord
 from facesearch.storage.tables import (
     DbApiKey,
     DbCollection,
@@ -27,25 +26,8 @@ from facesearch.storage.tables import (
     utcnow,
 )
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TOUCH_EVERY = timedelta(minutes=1)
 _NO_CHANGE = {"synchronize_session": False}
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("col_"):
-        raise ValidationError(
-            "collection name must be 1-100 letters, digits, '_', '.' or '-', start with a letter or "
-            "digit and not start with 'col_'",
-            field="name",
-        )
-    return name
-
-
-def _check_kind(kind: Any) -> str:
-    if kind not in KINDS:
-        raise ValidationError(f"kind must be one of {', '.join(KINDS)}", field="kind")
-    return str(kind)
 
 
 def hash_key(plaintext: str) -> str:
@@ -83,10 +65,10 @@ class CollectionsMixin(StoreBase):
         """Create an empty collection; Conflict when the name is taken."""
         row = DbCollection(
             uid=new_uid("col_"),
-            name=_check_name(name),
+            name=check_collection_name(name),
             title=check_text(title, "title", 200),
             description=check_text(description, "description", 10_000),
-            kind=_check_kind(kind),
+            kind=check_kind(kind),
             pack=check_text(pack, "pack", 50, allow_empty=False),
             settings=check_json_object(settings or {}, "settings"),
         )
@@ -103,13 +85,13 @@ class CollectionsMixin(StoreBase):
             return self._to_collection(row, *self._counts(s, row.id))
 
     def collection_info(self, ref: Ref) -> Collection:
-        """A collection by primary key, uid or name, WITHOUT its counts (both read -1).
+        """A collection by primary key, uid or name, WITHOUT its counts (both None).
 
-        For the search path: ``get_collection`` counts the collection's persons and faces,
+        For the request path: ``get_collection`` counts the collection's persons and faces,
         which at 1M faces costs tens of milliseconds per request (see bench/scale.py).
         """
         with self._read() as s:
-            return self._to_collection(self._collection(s, ref), -1, -1)
+            return self._to_collection(self._collection(s, ref), None, None)
 
     def collection_pk(self, ref: Ref) -> int:
         """The integer primary key of a collection given by uid or name."""
@@ -160,14 +142,14 @@ class CollectionsMixin(StoreBase):
         with self._write() as s:
             row = self._collection(s, ref)
             if name is not None and name != row.name:
-                self._name_taken(s, _check_name(name))
+                self._name_taken(s, check_collection_name(name))
                 row.name = name
             if title is not None:
                 row.title = check_text(title, "title", 200)
             if description is not None:
                 row.description = check_text(description, "description", 10_000)
             if kind is not None:
-                row.kind = _check_kind(kind)
+                row.kind = check_kind(kind)
             if pack is not None and pack != row.pack:
                 check_text(pack, "pack", 50, allow_empty=False)
                 if self._counts(s, row.id)[1]:

@@ -10,11 +10,10 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from facesearch.domain import Box, Face
+from facesearch.domain import DEFAULT_GROUP, Box, Face
 from facesearch.errors import NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
 from facesearch.storage.records import (
-    DEFAULT_GROUP,
     OP_ADD_FACE,
     OP_REMOVE_FACE,
     OP_SET_GROUPS,

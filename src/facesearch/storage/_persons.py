@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.domain import Group, Person
+from facesearch.domain import DEFAULT_GROUP, Group, Person
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
 from facesearch.storage.records import (
-    DEFAULT_GROUP,
     DEFAULT_GROUP_ID,
     OP_REMOVE_PERSON,
     OP_SET_GROUPS,

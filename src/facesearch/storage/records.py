@@ -22,13 +22,10 @@ OP_REMOVE_PERSON = "remove_person"
 OP_DROP_COLLECTION = "drop_collection"
 OPS = (OP_ADD_FACE, OP_REMOVE_FACE, OP_SET_GROUPS, OP_REMOVE_PERSON, OP_DROP_COLLECTION)
 
-#: The implicit group of every person that belongs to no group.
-DEFAULT_GROUP = "default"
 #: The id reported for the implicit default group (real group ids are ``grp_`` + 16 chars).
 DEFAULT_GROUP_ID = "grp_default"
 
 ROLES = ("reader", "writer", "admin")
-KINDS = ("internal", "external", "watchlist")
 
 
 @dataclass(frozen=True)

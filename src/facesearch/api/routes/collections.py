@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from facesearch.api import render
 from facesearch.api.deps import AdminKey, Cursor, Limit, ReadKey, ServiceDep, allowed_collection, paginate
 from facesearch.api.errors import success
 from facesearch.api.schemas import (
@@ -27,7 +26,7 @@ def list_collections(p: ReadKey, svc: ServiceDep, limit: Limit = 50, cursor: Cur
     """Collections with person and face counts (only those the key may see)."""
     visible = [c for c in svc.list_collections() if p.allows(c.name)]
     page, next_cursor = paginate(visible, limit, cursor)
-    return success({"collections": [render.collection(c) for c in page], "next_cursor": next_cursor})
+    return success({"collections": [CollectionOut.of(c) for c in page], "next_cursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=Envelope[CollectionOut], summary="Create a collection")
@@ -43,13 +42,13 @@ def create_collection(p: AdminKey, svc: ServiceDep, body: CollectionCreate) -> d
         pack=body.pack,
         settings=settings,
     )
-    return success(render.collection(coll))
+    return success(CollectionOut.of(coll))
 
 
 @router.get("/{collection}", response_model=Envelope[CollectionOut], summary="Read a collection")
 def get_collection(collection: str, p: ReadKey, svc: ServiceDep) -> dict[str, Any]:
     """A collection by name or id, with its settings and counts."""
-    return success(render.collection(svc.get_collection(allowed_collection(svc, p, collection))))
+    return success(CollectionOut.of(svc.get_collection(allowed_collection(svc, p, collection))))
 
 
 @router.patch("/{collection}", response_model=Envelope[CollectionOut], summary="Edit a collection")
@@ -63,12 +62,12 @@ def update_collection(
     fields = body.model_dump(exclude_unset=True, exclude={"settings"})
     if body.settings is not None:
         fields["settings"] = body.settings.model_dump(exclude_unset=True)
-    return success(render.collection(svc.update_collection(ref, **fields)))
+    return success(CollectionOut.of(svc.update_collection(ref, **fields)))
 
 
 @router.delete("/{collection}", response_model=Envelope[Deleted], summary="Delete a collection")
 def delete_collection(collection: str, p: AdminKey, svc: ServiceDep) -> dict[str, Any]:
     """Delete a collection with every person, face, thumbnail and group in it."""
-    coll = svc.get_collection(allowed_collection(svc, p, collection))
-    svc.delete_collection(coll.id)
+    coll = allowed_collection(svc, p, collection)
+    svc.delete_collection(coll)
     return success({"id": coll.id, "deleted": True})

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from facesearch.api import render
 from facesearch.api.deps import (
     ImageBody,
     ImageRequest,
@@ -26,6 +25,7 @@ from facesearch.api.schemas import (
     FaceImageOut,
     FaceOut,
 )
+from facesearch.service import EnrolOptions
 
 router = APIRouter(tags=["faces"])
 
@@ -50,13 +50,8 @@ def add_face(
     """Enrol one more photo of a person: multipart file `image`, or JSON `image_base64` / `image_url`.
     The face nearest the centre is used (or the largest, with `face=largest`). Returns the face
     with its box, quality and `thumbnail_url`."""
-    q = body.params
-    ref = allowed_collection(svc, p, collection)
-    return success(
-        render.face(
-            svc.add_face(ref, person, body.image(), face=q.face, crop=q.crop, check_liveness=q.check_liveness)
-        )
-    )
+    coll = allowed_collection(svc, p, collection)
+    return success(FaceOut.of(svc.add_face(coll, person, body.image(), body.params.to_options(EnrolOptions))))
 
 
 @router.delete(
@@ -94,7 +89,7 @@ def face_image(
     if p.collections is not None:
         allowed_collection(svc, p, found.collection_id)
     if format == "base64":
-        return success(render.face_image(found, data))
+        return success(FaceImageOut.of(found, data))
     return Response(
         data,
         media_type="image/jpeg",

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from facesearch.api import render
 from facesearch.api.deps import Cursor, Limit, ReadKey, ServiceDep, WriteKey, allowed_collection, paginate
 from facesearch.api.errors import success
 from facesearch.api.schemas import (
@@ -29,13 +28,13 @@ def list_groups(
     """Groups with their person counts, the implicit `default` group first."""
     groups = svc.list_groups(allowed_collection(svc, p, collection))
     page, next_cursor = paginate(groups, limit, cursor)
-    return success({"groups": [render.group(g) for g in page], "next_cursor": next_cursor})
+    return success({"groups": [GroupOut.of(g) for g in page], "next_cursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=Envelope[GroupOut], summary="Create a group")
 def create_group(collection: str, p: WriteKey, svc: ServiceDep, body: GroupCreate) -> dict[str, Any]:
     """Create a group; 409 CONFLICT when the name is taken."""
-    return success(render.group(svc.create_group(allowed_collection(svc, p, collection), body.name)))
+    return success(GroupOut.of(svc.create_group(allowed_collection(svc, p, collection), body.name)))
 
 
 @router.delete("/{group}", response_model=Envelope[Deleted], summary="Delete a group")
@@ -51,7 +50,7 @@ def delete_group(collection: str, group: str, p: WriteKey, svc: ServiceDep) -> d
 def add_member(collection: str, group: str, person: str, p: WriteKey, svc: ServiceDep) -> dict[str, Any]:
     """Put a person in a group (a group named here is created when missing); idempotent."""
     member = svc.add_member(allowed_collection(svc, p, collection), group, person)
-    return success(render.person(member, with_faces=False))
+    return success(PersonOut.of(member, with_faces=False))
 
 
 @router.delete(
@@ -60,4 +59,4 @@ def add_member(collection: str, group: str, person: str, p: WriteKey, svc: Servi
 def remove_member(collection: str, group: str, person: str, p: WriteKey, svc: ServiceDep) -> dict[str, Any]:
     """Take a person out of a group; 404 when they were not in it."""
     member = svc.remove_member(allowed_collection(svc, p, collection), group, person)
-    return success(render.person(member, with_faces=False))
+    return success(PersonOut.of(member, with_faces=False))

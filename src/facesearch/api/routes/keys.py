@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from facesearch.api import render
 from facesearch.api.deps import AdminKey, Cursor, Limit, ServiceDep, paginate, require_unlimited
 from facesearch.api.errors import success
 from facesearch.api.schemas import ERROR_RESPONSES, Envelope, KeyCreate, KeyCreated, KeyList, KeyOut
@@ -20,7 +19,7 @@ def create_key(p: AdminKey, svc: ServiceDep, body: KeyCreate) -> dict[str, Any]:
     names. The key itself is in `key`, shown only in this response: only its hash is stored."""
     require_unlimited(p)
     record, plaintext = svc.store.create_api_key(body.name, body.role, body.collections)
-    return success({**render.api_key(record), "key": plaintext})
+    return success(KeyCreated.created(record, plaintext))
 
 
 @router.get("", response_model=Envelope[KeyList], summary="List API keys")
@@ -34,11 +33,11 @@ def list_keys(
     """Every key's id, name, prefix, role, collections and dates (never the key itself)."""
     require_unlimited(p)
     page, next_cursor = paginate(svc.store.list_api_keys(include_revoked), limit, cursor)
-    return success({"keys": [render.api_key(k) for k in page], "next_cursor": next_cursor})
+    return success({"keys": [KeyOut.of(k) for k in page], "next_cursor": next_cursor})
 
 
 @router.delete("/{key}", response_model=Envelope[KeyOut], summary="Revoke an API key")
 def revoke_key(key: str, p: AdminKey, svc: ServiceDep) -> dict[str, Any]:
     """Revoke a key by id (`key_...`); idempotent. It stops working at once."""
     require_unlimited(p)
-    return success(render.api_key(svc.store.revoke_api_key(key)))
+    return success(KeyOut.of(svc.store.revoke_api_key(key)))

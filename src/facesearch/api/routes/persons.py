@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from facesearch.api import render
 from facesearch.api.deps import (
     Cursor,
     ImageBody,
@@ -27,6 +26,7 @@ from facesearch.api.schemas import (
     PersonOut,
     PersonUpdate,
 )
+from facesearch.service import EnrolOptions
 
 router = APIRouter(
     prefix="/collections/{collection}/persons", tags=["persons"], responses=IMAGE_ERROR_RESPONSES
@@ -61,10 +61,9 @@ def create_person(
         metadata=q.metadata,
         groups=q.groups,
         images=body.many,
-        crop=q.crop,
-        check_liveness=q.check_liveness,
+        options=q.to_options(EnrolOptions),
     )
-    return success(render.person(person))
+    return success(PersonOut.of(person))
 
 
 @router.get("", response_model=Envelope[PersonList], summary="List persons")
@@ -90,14 +89,14 @@ def list_persons(
         cursor=cursor,
     )
     return success(
-        {"persons": [render.person(x, with_faces=False) for x in persons], "next_cursor": next_cursor}
+        {"persons": [PersonOut.of(x, with_faces=False) for x in persons], "next_cursor": next_cursor}
     )
 
 
 @router.get("/{person}", response_model=Envelope[PersonOut], summary="Read a person")
 def get_person(collection: str, person: str, p: ReadKey, svc: ServiceDep) -> dict[str, Any]:
     """A person with their faces."""
-    return success(render.person(svc.get_person(allowed_collection(svc, p, collection), person)))
+    return success(PersonOut.of(svc.get_person(allowed_collection(svc, p, collection), person)))
 
 
 @router.patch("/{person}", response_model=Envelope[PersonOut], summary="Edit a person")
@@ -106,7 +105,7 @@ def update_person(
 ) -> dict[str, Any]:
     """Edit name, external_id, metadata (replaced) or groups (replaced); omitted fields stay."""
     fields = body.model_dump(exclude_none=True)
-    return success(render.person(svc.update_person(allowed_collection(svc, p, collection), person, **fields)))
+    return success(PersonOut.of(svc.update_person(allowed_collection(svc, p, collection), person, **fields)))
 
 
 @router.delete("/{person}", response_model=Envelope[Deleted], summary="Delete a person")

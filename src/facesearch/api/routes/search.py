@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from facesearch.api import render
 from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, allowed_collection
 from facesearch.api.errors import success
 from facesearch.api.schemas import (
@@ -25,7 +24,8 @@ from facesearch.api.schemas import (
 )
 from facesearch.api.security import Principal
 from facesearch.errors import ValidationError
-from facesearch.service import FaceSearch
+from facesearch.service import FaceSearch, SearchOptions
+from facesearch.service.options import DetectOptions, IdentifyAllOptions, VerifyOptions
 
 router = APIRouter(tags=["search"], responses=IMAGE_ERROR_RESPONSES)
 
@@ -37,30 +37,11 @@ VERIFY_BODY = ImageBody(VerifyParams, images=("image_a", "image_b"), required=("
 
 
 def _identify(svc: FaceSearch, p: Principal, refs: list[str], body: ImageRequest[Any]) -> dict[str, Any]:
-    q: IdentifyParams = body.params
-    if q.enroll_if_unknown or q.auto_enroll:
+    options = body.params.to_options(SearchOptions)
+    if options.enrols:
         p.require("write")  # enrolling from a search writes
-    result = svc.search(
-        [allowed_collection(svc, p, ref) for ref in refs],
-        body.image(),
-        top_k=q.top_k,
-        threshold=q.threshold,
-        max_false_positive_rate=q.max_false_positive_rate,
-        deduplicate=q.deduplicate,
-        return_metadata=q.return_metadata,
-        return_thumbnails=q.return_thumbnails,
-        groups=q.groups,
-        face=q.face,
-        crop=q.crop,
-        search_mode=q.search_mode,
-        auto_enroll=q.auto_enroll,
-        check_liveness=q.check_liveness,
-        enroll_if_unknown=q.enroll_if_unknown,
-        external_id=q.external_id,
-        name=q.name,
-        metadata=q.metadata,
-    )
-    return success(render.identify(result))
+    collections = [allowed_collection(svc, p, ref) for ref in refs]
+    return success(IdentifyOut.of(svc.search(collections, body.image(), options)))
 
 
 @router.post(
@@ -116,23 +97,9 @@ def identify_all(
     in `unrecognized`.
     The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
     (when the server allows URL fetching); base64 wins when several are given."""
-    q = body.params
-    result = svc.identify_all(
-        allowed_collection(svc, p, collection),
-        body.image(),
-        top_k=q.top_k,
-        threshold=q.threshold,
-        max_false_positive_rate=q.max_false_positive_rate,
-        groups=q.groups,
-        search_mode=q.search_mode,
-        max_faces=q.max_faces,
-        min_face_size=q.min_face_size,
-        output_size=q.output_size,
-        output_aspect=q.output_aspect,
-        return_metadata=q.return_metadata,
-        check_liveness=q.check_liveness,
-    )
-    return success(render.identify_all(result))
+    options = body.params.to_options(IdentifyAllOptions)
+    coll = allowed_collection(svc, p, collection)
+    return success(IdentifyAllOut.of(svc.identify_all(coll, body.image(), options)))
 
 
 @router.post(
@@ -147,12 +114,9 @@ def detect(
     """Every face with its box, landmarks, detection score and quality (none: `faces: []`).
     The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
     (when the server allows URL fetching); base64 wins when several are given."""
-    q = body.params
     started = time.perf_counter()
-    faces, timings = svc.detect(
-        body.image(), min_face_size=q.min_face_size, max_faces=q.max_faces, check_liveness=q.check_liveness
-    )
-    return success(render.detect(faces, round((time.perf_counter() - started) * 1000, 2), timings))
+    faces, timings = svc.detect(body.image(), body.params.to_options(DetectOptions))
+    return success(DetectOut.of(faces, round((time.perf_counter() - started) * 1000, 2), timings))
 
 
 @router.post(
@@ -177,9 +141,8 @@ def verify(
     result = svc.verify(
         body.image("image_a"),
         body.images.get("image_b"),
+        q.to_options(VerifyOptions),
         collection=collection,
         person=q.person,
-        threshold=q.threshold,
-        crop=q.crop,
     )
-    return success(render.verify(result))
+    return success(VerifyOut.of(result))

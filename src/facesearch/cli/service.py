@@ -1,8 +1,7 @@
-"""CLI commands over the durable store: collections, enrol, identify, persons."""
+"""CLI commands over the service (FaceSearch): collections, enrol, identify, persons."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +28,12 @@ persons_app = typer.Typer(help="List persons.", no_args_is_help=True)
 
 def open_service(data_dir: Path | None, *, workers: int = 0) -> Any:
     """The FaceSearch service on the data folder; ``workers`` > 0 embeds in worker processes."""
-    from facesearch.analyzer import ProcessAnalyzer
+    from facesearch.pipeline.analyzer import ProcessAnalyzer
     from facesearch.service import FaceSearch
 
     settings = settings_for(data_dir)
-    return FaceSearch(settings, analyzer=ProcessAnalyzer(workers) if workers > 0 else None)
+    analyzer = ProcessAnalyzer(workers, config=settings.pack_config()) if workers > 0 else None
+    return FaceSearch(settings, analyzer=analyzer)
 
 
 @collections_app.command("create")
@@ -129,15 +129,14 @@ class EnrolReport:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _enrol_person(svc: Any, collection: str, folder: Path, report: EnrolReport, tick: Any) -> None:
+def _enrol_person(svc: Any, collection: Any, folder: Path, report: EnrolReport, tick: Any) -> None:
     external_id = folder.name
     found, _ = svc.list_persons(collection, external_id=external_id, limit=1)
     person = found[0] if found else None
     for photo in sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
         try:
             data = read_photo(photo, svc.settings.max_upload_bytes)
-            digest = hashlib.sha256(data).hexdigest()
-            if person is not None and svc.store.find_face_by_hash(collection, person.id, digest):
+            if person is not None and svc.photo_enrolled(collection, person.id, data):
                 with report.lock:
                     report.skipped += 1
                 continue
@@ -176,7 +175,7 @@ def enroll(
     svc = open_service(data_dir, workers=n_workers)
     report = EnrolReport()
     try:
-        svc.get_collection(collection)
+        coll = svc.collection(collection)  # read once, passed to every call
         columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task("enrol", total=total)
@@ -185,7 +184,7 @@ def enroll(
                 progress.advance(task)
 
             with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                for future in [pool.submit(_enrol_person, svc, collection, p, report, tick) for p in people]:
+                for future in [pool.submit(_enrol_person, svc, coll, p, report, tick) for p in people]:
                     future.result()
     finally:
         svc.close()
@@ -212,33 +211,18 @@ def identify(
     data_dir: DataDir = None,
 ) -> None:
     """Who is this? The best matches of the photo's central face in a collection."""
+    from facesearch.api.schemas import IdentifyOut
+    from facesearch.service import SearchOptions
+
+    options = SearchOptions(top_k=top_k, threshold=threshold)
     svc = open_service(data_dir)
     try:
         data = read_photo(image, svc.settings.max_upload_bytes)
-        r = svc.identify(collection, data, top_k=top_k, threshold=threshold)
+        r = svc.identify(collection, data, options)
     finally:
         svc.close()
     if as_json:
-        print_json(
-            {
-                "matches": [
-                    {
-                        "rank": m.rank,
-                        "similarity": m.similarity,
-                        "distance": m.distance,
-                        "person_id": m.person.id,
-                        "external_id": m.person.external_id,
-                        "name": m.person.name,
-                        "face_id": m.face_id,
-                    }  # fmt: skip
-                    for m in r.matches
-                ],
-                "threshold": r.threshold,
-                "searched": r.searched,
-                "query_time_ms": r.query_time_ms,
-                "timings": r.timings,
-            }
-        )
+        print_json(IdentifyOut.of(r).model_dump(mode="json"))  # the HTTP API's shape
         return
     if not r.matches:
         typer.echo(f"No match above similarity {r.threshold} among {r.searched} faces.")
@@ -264,21 +248,10 @@ def persons_list(
     finally:
         svc.close()
     if as_json:
-        print_json(
-            {
-                "persons": [
-                    {
-                        "id": p.id,
-                        "external_id": p.external_id,
-                        "name": p.name,
-                        "groups": list(p.groups),
-                        "metadata": p.metadata,
-                    }  # fmt: skip
-                    for p in persons
-                ],
-                "next_cursor": next_cursor,
-            }
-        )
+        from facesearch.api.schemas import PersonOut
+
+        page = [PersonOut.of(p, with_faces=False).model_dump(mode="json") for p in persons]
+        print_json({"persons": page, "next_cursor": next_cursor})  # the HTTP API's shape
         return
     for p in persons:
         typer.echo(f"{p.external_id:32} {p.name:32} {','.join(p.groups):20} {p.id}")

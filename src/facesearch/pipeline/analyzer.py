@@ -12,30 +12,27 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Protocol
 
-from facesearch.pipeline import Analysis, FaceChoice, FacePipeline, ModelPack, build_pack
+from facesearch.config import PackConfig
+from facesearch.pipeline.base import ModelPack
+from facesearch.pipeline.packs import build_pack
+from facesearch.pipeline.runner import AnalyseOptions, Analysis, FacePipeline
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AnalyseRequest:
-    """One photo to analyse, and how."""
+    """One photo to analyse with which pack, within which limits, and how (``options``)."""
 
     pack: str
     data: bytes
     max_bytes: int
     max_pixels: int
-    every_face: bool = False
-    choice: FaceChoice = "central"
-    crop: bool = False
-    min_face_size: int = 32
-    max_faces: int | None = None
-    crop_output: tuple[int | None, float] | None = None
-    liveness: bool = False  # also score liveness (Analysis.liveness), in the worker with the models
+    options: AnalyseOptions = field(default_factory=AnalyseOptions)
 
 
 class Analyzer(Protocol):
@@ -46,23 +43,11 @@ class Analyzer(Protocol):
     def close(self) -> None: ...
 
 
-def _run(pipeline: FacePipeline, r: AnalyseRequest) -> Analysis:
-    return pipeline.analyse_bytes(
-        r.data,
-        max_bytes=r.max_bytes,
-        max_pixels=r.max_pixels,
-        every_face=r.every_face,
-        choice=r.choice,
-        crop=r.crop,
-        min_face_size=r.min_face_size,
-        max_faces=r.max_faces,
-        crop_output=r.crop_output,
-        liveness=r.liveness,
-    )
-
-
 class LocalAnalyzer:
-    """Runs the pipeline in the calling thread (CLI, tests, single-user use)."""
+    """Runs the pipeline in the calling thread (CLI, tests, single-user use).
+
+    ``packs`` builds a pack by name (default: ``build_pack`` with the environment's settings).
+    """
 
     def __init__(self, packs: Callable[[str], ModelPack] = build_pack) -> None:
         self._packs = packs
@@ -77,19 +62,29 @@ class LocalAnalyzer:
             return self._pipelines[pack]
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
-        return _run(self.pipeline(request.pack), request)
+        r = request
+        return self.pipeline(r.pack).analyse_bytes(
+            r.data, r.options, max_bytes=r.max_bytes, max_pixels=r.max_pixels
+        )
+
+    def packs_built(self) -> tuple[str, ...]:
+        """The packs whose pipeline has been built, sorted."""
+        with self._lock:
+            return tuple(sorted(self._pipelines))
 
     def close(self) -> None:
         self._pipelines.clear()
 
 
-# Each worker process keeps its own LocalAnalyzer (models load once per process).
+# Each worker process keeps its own LocalAnalyzer (models load once per process); set only by the
+# pool's initializer, in the worker.
 _worker: LocalAnalyzer | None = None
 
 
-def _init_worker(warm: Sequence[str] = ()) -> None:
+def _init_worker(warm: Sequence[str] = (), config: PackConfig | None = None) -> None:
     global _worker
-    _worker = LocalAnalyzer()
+    pack_config = config or PackConfig.from_environment()
+    _worker = LocalAnalyzer(lambda name: build_pack(name, pack_config))
     for pack in warm:
         try:
             _worker.pipeline(pack).pack.warm_up()
@@ -109,24 +104,27 @@ def _started() -> int:
 def _worker_packs() -> tuple[int, tuple[str, ...]]:
     """(pid, packs whose pipeline this worker has built): for tests and diagnostics."""
     assert _worker is not None
-    return os.getpid(), tuple(sorted(_worker._pipelines))
+    return os.getpid(), _worker.packs_built()
 
 
 class ProcessAnalyzer:
     """A pool of worker processes, each with its own copy of the models.
 
-    With ``warm`` packs, every worker is started at once and loads and runs those packs'
+    Each worker builds packs with ``config`` (default: the environment's settings). With
+    ``warm`` packs, every worker is started at once and loads and runs those packs'
     models in its initializer (while the caller goes on, for example loading the index),
     so the first photo does not pay 1-2 s of model loading; ``wait_started`` waits for it.
     """
 
-    def __init__(self, workers: int | None = None, warm: Sequence[str] = ()) -> None:
+    def __init__(
+        self, workers: int | None = None, warm: Sequence[str] = (), config: PackConfig | None = None
+    ) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=(tuple(warm),),
+            initargs=(tuple(warm), config),
         )
         # One task per worker: with "spawn" each submit that finds no idle worker starts one.
         self._starting: list[Future[int]] = (

@@ -1,0 +1,166 @@
+"""Enrolment: the one place where photos become stored faces of persons.
+
+Every way a face gets enrolled comes through here: creating a person with photos, adding a
+face, auto-enrolment of a strong match from a search, and enrol-if-unknown. The rules: the
+quality gate, liveness when asked for, the per-person face limit, no second copy of a photo,
+and no near-duplicate kept by auto-enrolment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from facesearch.domain import Collection, Face, FaceObservation, Match, Person
+from facesearch.errors import Conflict, FaceSearchError, ValidationError
+from facesearch.imaging import thumbnail_jpeg
+from facesearch.pipeline import AnalyseOptions
+from facesearch.pipeline.gate import QualityGate
+from facesearch.pipeline.liveness import require_live
+from facesearch.service.follower import IndexFollower
+from facesearch.service.models import Models
+from facesearch.service.options import EnrolOptions, SearchOptions
+from facesearch.storage import NewFace, Store
+
+# A query face this close to a stored face of the person is a near-duplicate: auto-enrol never
+# stores it. Measured as a share of the pack's default decision distance, because the calibrated
+# similarity saturates at 1.0 well before (dlib: similarity 1.0 from distance 0.35 down). For dlib:
+# 0.3 x 0.613 = distance <= 0.18 (a re-encoded copy of the same photo scores ~0.05).
+NEAR_DUPLICATE_DISTANCE_RATIO = 0.3
+THUMBNAIL_SIDE = 160  # longer side of the stored face thumbnail, pixels
+
+
+def new_face(face: FaceObservation, data: bytes) -> NewFace:
+    """What is stored of a face found in a photo: embedding, box, quality, thumbnail, photo hash."""
+    return NewFace(
+        pack=face.pack,
+        embedding=face.embedding,
+        box=face.detection.box,
+        quality={**face.quality.to_dict(), "detection_score": round(face.detection.score, 3)},
+        thumbnail=thumbnail_jpeg(face.chip, max_side=THUMBNAIL_SIDE),
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
+
+
+class Enroller:
+    """Turns photos into stored faces under the enrolment rules (see the module docstring)."""
+
+    def __init__(self, store: Store, models: Models, gate: QualityGate, follower: IndexFollower) -> None:
+        self.store = store
+        self.models = models
+        self.gate = gate
+        self.follower = follower
+
+    def face_from_photo(
+        self, coll: Collection, data: bytes, options: EnrolOptions, *, position: int | None = None
+    ) -> NewFace:
+        """The face to enrol from one photo, analysed and checked; raises why it is refused.
+
+        ``position``: the photo's place in a request of several (named in the error's details).
+        """
+        self.models.require_liveness(coll.pack, options.check_liveness)
+        where: dict[str, object] = {} if position is None else {"image": position}
+        analysis = self.models.analyse(
+            coll.pack,
+            data,
+            AnalyseOptions(choice=options.face, crop=options.crop, liveness=options.check_liveness),
+        )
+        if options.check_liveness:
+            try:
+                require_live(analysis, single=True)
+            except FaceSearchError as exc:
+                exc.details.update(where)
+                raise
+        face = analysis.faces[0]
+        self.gate.check(face.quality, crop=options.crop, details=where)
+        return new_face(face, data)
+
+    def create_person(
+        self,
+        coll: Collection,
+        *,
+        external_id: str | None,
+        name: str,
+        metadata: dict[str, object] | None,
+        groups: Sequence[str],
+        images: Sequence[bytes],
+        options: EnrolOptions,
+    ) -> Person:
+        """A new person with the chosen face of each photo, in one transaction: every photo is
+        analysed and checked first, and one refused photo refuses the whole request."""
+        limit = int(coll.setting("max_faces_per_person"))
+        if len(images) > limit:
+            raise ValidationError(f"at most {limit} images per person in this collection", field="images")
+        faces = [self.face_from_photo(coll, data, options, position=i) for i, data in enumerate(images)]
+        person = self.store.create_person(coll.pk, external_id, name, metadata, groups, faces=faces)
+        self.follower.sync()
+        return person
+
+    def add_face(self, coll: Collection, person: str, image: bytes, options: EnrolOptions) -> Face:
+        """One more face of ``person``, within the collection's per-person limit."""
+        target = self.store.get_person(coll.pk, person)
+        limit = int(coll.setting("max_faces_per_person"))
+        if len(target.faces) >= limit:
+            raise ValidationError(
+                f"this person already has {len(target.faces)} faces, the collection's limit",
+                field="max_faces_per_person",
+            )
+        new = self.face_from_photo(coll, image, options)
+        if new.content_hash and self.store.find_face_by_hash(coll.pk, target.id, new.content_hash):
+            raise Conflict("this photo is already enrolled for this person", details={"person": target.id})
+        stored = self.store.add_face(
+            coll.pk, target.id, new.pack, new.embedding, new.box, new.quality, new.thumbnail, new.content_hash
+        )
+        self.follower.sync()
+        return stored
+
+    def auto_enroll(self, coll: Collection, found: FaceObservation, image: bytes, best: Match) -> str | None:
+        """Keep a search's query face as one more reference of its best match, when it is worth
+        it (strong match, good quality, room left, not a near-duplicate); the new face's id."""
+        if best.similarity < float(coll.setting("auto_enroll_threshold")):
+            return None
+        if self.gate.reason(found.quality) is not None:
+            return None
+        known = self.store.person_embeddings(best.person.id)
+        if len(known) >= int(coll.setting("max_faces_per_person")):
+            return None
+        pack = self.models.pack(coll.pack)
+        if len(known):
+            nearest = float(np.min(np.linalg.norm(known - found.embedding, axis=1)))
+            decision = pack.distance_for_similarity(pack.default_threshold)
+            if nearest <= NEAR_DUPLICATE_DISTANCE_RATIO * decision:
+                return None
+        new = new_face(found, image)
+        try:
+            stored = self.store.add_face(
+                coll.pk,
+                best.person.id,
+                new.pack,
+                new.embedding,
+                new.box,
+                new.quality,
+                new.thumbnail,
+                new.content_hash,
+            )
+        except Conflict:
+            return None
+        self.follower.sync()
+        return stored.id
+
+    def enroll_unknown(
+        self, coll: Collection, found: FaceObservation, image: bytes, options: SearchOptions
+    ) -> str:
+        """A new person from a search's face that matched nobody; the person's id."""
+        self.gate.check(found.quality, crop=options.crop)
+        person = self.store.create_person(
+            coll.pk,
+            options.external_id,
+            options.name or "",
+            options.metadata,
+            (),
+            faces=[new_face(found, image)],
+        )
+        self.follower.sync()
+        return person.id

@@ -1,0 +1,106 @@
+"""The index follower: keeps the derived vector index current with SQL's change log.
+
+SQL is the truth; the index records the last change-log entry it applied (``applied_seq``),
+replays the log from there on start and after every write, and saves snapshots (on close and
+every ``SNAPSHOT_EVERY`` changes) so a restart replays only the tail. It never re-embeds a photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.index import VectorIndex
+from facesearch.storage import Change, Store
+from facesearch.storage.records import (
+    OP_ADD_FACE,
+    OP_DROP_COLLECTION,
+    OP_REMOVE_FACE,
+    OP_REMOVE_PERSON,
+    OP_SET_GROUPS,
+)
+
+log = logging.getLogger("facesearch.service")
+
+SNAPSHOT_EVERY = 50_000  # changes applied between automatic index snapshots
+REPLAY_BATCH = 10_000  # change-log entries read per query
+
+
+class IndexFollower:
+    """Applies the change log to ``index``; snapshots go to ``snapshot_dir`` (None: never saved)."""
+
+    def __init__(self, store: Store, index: VectorIndex, snapshot_dir: Path | None) -> None:
+        self.store = store
+        self.index = index
+        self.snapshot_dir = snapshot_dir
+        self._lock = threading.Lock()
+        self._last_snapshot_seq = index.applied_seq
+        if index.applied_seq > store.last_seq():
+            log.warning("index snapshot is ahead of the database: rebuilding the index from SQL")
+            self._reset()
+
+    def _reset(self) -> None:
+        for partition in self.index.partitions():
+            self.index.drop_partition(partition)
+        self.index.applied_seq = 0
+
+    def sync(self) -> int:
+        """Apply change-log entries the index has not seen yet; returns how many."""
+        applied = 0
+        with self._lock:
+            while True:
+                changes = self.store.changes_since(self.index.applied_seq, limit=REPLAY_BATCH)
+                if not changes:
+                    break
+                self._apply(changes)
+                self.index.applied_seq = changes[-1].seq
+                applied += len(changes)
+            if self.index.applied_seq - self._last_snapshot_seq >= SNAPSHOT_EVERY:
+                self.save_snapshot()
+        return applied
+
+    def _apply(self, changes: Sequence[Change]) -> None:
+        """Apply log entries in order, adding runs of new faces to the index in bulk."""
+        idx = self.index
+        pending: dict[int, list[Change]] = {}
+
+        def flush() -> None:
+            for partition, adds in pending.items():
+                vectors = np.stack([c.embedding for c in adds if c.embedding is not None])
+                idx.add(partition, [c.face_id or 0 for c in adds], [c.person_id or 0 for c in adds], vectors)
+            pending.clear()
+
+        for c in changes:
+            if c.op == OP_ADD_FACE:
+                if c.embedding is not None and c.face_id is not None and c.person_id is not None:
+                    pending.setdefault(c.collection_id, []).append(c)
+                    idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
+                continue
+            flush()
+            if c.op == OP_REMOVE_FACE and c.face_id is not None:
+                idx.remove_faces(c.collection_id, [c.face_id])
+            elif c.op == OP_SET_GROUPS and c.person_id is not None:
+                idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
+            elif c.op == OP_REMOVE_PERSON and c.person_id is not None:
+                idx.remove_person(c.collection_id, c.person_id)
+            elif c.op == OP_DROP_COLLECTION:
+                idx.drop_partition(c.collection_id)
+        flush()
+
+    def save_snapshot(self) -> None:
+        """Write an index snapshot now (nothing without a snapshot folder)."""
+        if self.snapshot_dir is None:
+            return
+        self.index.save(self.snapshot_dir)
+        self._last_snapshot_seq = self.index.applied_seq
+
+    def close(self) -> None:
+        """Save a snapshot when anything was applied since the last one, then stop the index."""
+        with self._lock:
+            if self.index.applied_seq != self._last_snapshot_seq:
+                self.save_snapshot()
+        self.index.close()

@@ -1,0 +1,361 @@
+"""The searcher: identify (1:N), search over several collections, identify-all (N:N), verify (1:1)
+and detect. It reads; the only writes it asks for (auto-enrol, enrol-if-unknown) go to enrolment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from facesearch.domain import (
+    Collection,
+    FaceObservation,
+    FaceResult,
+    IdentifyAllResult,
+    IdentifyResult,
+    Match,
+    QueryFace,
+    VerifyResult,
+)
+from facesearch.errors import NoFaceDetected, ValidationError
+from facesearch.index import Hit, VectorIndex
+from facesearch.pipeline import AnalyseOptions, ModelPack
+from facesearch.pipeline.liveness import require_live
+from facesearch.service.catalogue import Catalogue, CollectionRef
+from facesearch.service.enrolment import Enroller
+from facesearch.service.follower import IndexFollower
+from facesearch.service.models import Models
+from facesearch.service.options import (
+    DetectOptions,
+    IdentifyAllOptions,
+    MatchOptions,
+    SearchOptions,
+    VerifyOptions,
+)
+from facesearch.storage import Store
+
+
+def query_face(face: FaceObservation) -> QueryFace:
+    """What the caller is told about a face found in their photo."""
+    d = face.detection
+    return QueryFace(box=d.box, score=d.score, landmarks=d.landmarks, quality=face.quality)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class Searcher:
+    """Search operations over the index, with persons looked up in SQL in one query per search."""
+
+    def __init__(
+        self,
+        store: Store,
+        index: VectorIndex,
+        models: Models,
+        catalogue: Catalogue,
+        enroller: Enroller,
+        follower: IndexFollower,
+        default_pack: str,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.models = models
+        self.catalogue = catalogue
+        self.enroller = enroller
+        self.follower = follower
+        self.default_pack = default_pack
+
+    # --- the rules of a search ------------------------------------------------------
+
+    def _same_pack(self, refs: Sequence[CollectionRef]) -> list[Collection]:
+        if not refs:
+            raise ValidationError("name at least one collection", field="collections")
+        colls = [self.catalogue.resolve(r) for r in refs]
+        if len({c.pack for c in colls}) > 1:
+            raise ValidationError(
+                "collections of different model packs cannot be searched together: "
+                + ", ".join(f"{c.name} ({c.pack})" for c in colls),
+                field="collections",
+            )
+        return colls
+
+    @staticmethod
+    def _require_calibration(pack: ModelPack, options: MatchOptions) -> None:
+        """Refuse ``max_false_positive_rate`` before any work when the pack has no table."""
+        if options.max_false_positive_rate is not None and pack.calibration is None:
+            raise ValidationError(
+                f"model pack {pack.name!r} has no calibration table, so max_false_positive_rate "
+                "cannot be turned into a threshold: give threshold instead",
+                field="max_false_positive_rate",
+            )
+
+    @staticmethod
+    def _threshold(
+        coll: Collection, pack: ModelPack, options: MatchOptions, gallery_size: int
+    ) -> tuple[float, float | None]:
+        """(similarity threshold to report, largest distance to accept; None: no limit).
+
+        ``max_false_positive_rate`` is the chance that a stranger's photo matches anyone in a
+        search over ``gallery_size`` enrolled faces; with comparisons taken as independent that
+        allows a per-comparison false-match rate of 1 - (1 - rate)^(1/N), about rate / N, which the
+        pack's calibration table turns into a distance. Past FMR 1e-6 the similarity reads 1.0 but
+        the distance stays exact.
+        """
+        rate = options.max_false_positive_rate
+        if rate is not None and pack.calibration is not None:
+            n = max(1, gallery_size)
+            return pack.calibration.threshold_for_gallery(rate, n), pack.calibration.distance_for_gallery(
+                rate, n
+            )
+        limit = options.threshold
+        if limit is None:
+            setting = coll.setting("default_threshold")
+            limit = pack.default_threshold if setting is None else float(setting)
+        return limit, pack.distance_for_similarity(limit) if limit > 0 else None
+
+    def _matches(
+        self,
+        hits: list[Hit],
+        pack: ModelPack,
+        names: dict[int, str],
+        *,
+        return_metadata: bool,
+        return_thumbnails: bool,
+    ) -> tuple[Match, ...]:
+        persons = self.store.get_persons_by_ids({h.person_id for h in hits})
+        faces = self.store.get_faces_by_ids([h.face_id for h in hits])
+        thumbs = self.store.get_thumbnails_by_ids([h.face_id for h in hits]) if return_thumbnails else {}
+        out: list[Match] = []
+        for h in hits:
+            person = persons.get(h.person_id)
+            face = faces.get(h.face_id)
+            if person is None or face is None:  # deleted between index search and lookup
+                continue
+            if not return_metadata:
+                person = replace(person, metadata={})
+            out.append(
+                Match(
+                    rank=len(out) + 1,
+                    similarity=round(pack.similarity(h.distance), 6),
+                    distance=round(h.distance, 6),
+                    person=person,
+                    face_id=face.id,
+                    collection=names.get(h.partition, ""),
+                    thumbnail=thumbs.get(h.face_id),
+                )
+            )
+        return tuple(out)
+
+    # --- identify and search ----------------------------------------------------------
+
+    def search(
+        self, collections: Sequence[CollectionRef], image: bytes, options: SearchOptions
+    ) -> IdentifyResult:
+        """Identify over one or more collections of the same model pack; matches name their collection.
+
+        ``threshold`` is a similarity; ``max_false_positive_rate`` instead asks for the threshold
+        that keeps a stranger's chance of matching anyone at that rate, for the number of faces in
+        the searched collections (every enrolled face counts, also when deduplicating persons or
+        filtering by group: the conservative count). The result's ``threshold`` is the one used.
+        """
+        started = time.perf_counter()
+        colls = self._same_pack(collections)
+        if options.enrols and len(colls) > 1:
+            raise ValidationError("enrolment from a search needs exactly one collection", field="collections")
+        first = colls[0]
+        pack = self.models.pack(first.pack)
+        if options.check_liveness:
+            pack.require_liveness()
+        self._require_calibration(pack, options)
+        analysis = self.models.analyse(
+            first.pack,
+            image,
+            AnalyseOptions(choice=options.face, crop=options.crop, liveness=options.check_liveness),
+        )
+        if options.check_liveness:
+            require_live(analysis, single=True)
+        found = analysis.faces[0]
+        self.follower.sync()
+        t0 = time.perf_counter()
+        searched = sum(self.index.count(c.pk) for c in colls)
+        limit, max_distance = self._threshold(first, pack, options, searched)
+        hits = self.index.search(
+            [c.pk for c in colls],
+            found.embedding,
+            options.top_k,
+            groups=list(options.groups) if options.groups else None,
+            unique_persons=options.deduplicate,
+            max_distance=max_distance,
+            exact=options.search_mode == "accurate",
+        )
+        search_ms = (time.perf_counter() - t0) * 1000
+        matches = self._matches(
+            hits,
+            pack,
+            {c.pk: c.name for c in colls},
+            return_metadata=options.return_metadata,
+            return_thumbnails=options.return_thumbnails,
+        )
+        auto_face_id = created_id = None
+        auto = first.setting("auto_enroll") if options.auto_enroll is None else options.auto_enroll
+        if matches and auto:
+            auto_face_id = self.enroller.auto_enroll(first, found, image, matches[0])
+        elif not matches and options.enroll_if_unknown:
+            created_id = self.enroller.enroll_unknown(first, found, image, options)
+        return IdentifyResult(
+            matches=matches,
+            face=query_face(found),
+            threshold=limit,
+            searched=searched,
+            query_time_ms=_ms_since(started),
+            timings={**analysis.timings.to_dict(), "search_ms": round(search_ms, 3)},
+            auto_enrolled_face_id=auto_face_id,
+            created_person_id=created_id,
+        )
+
+    # --- identify-all -----------------------------------------------------------------
+
+    def identify_all(
+        self, collection: CollectionRef, image: bytes, options: IdentifyAllOptions
+    ) -> IdentifyAllResult:
+        """Every face of a photo with its matches (N:N), and the faces nobody matched.
+
+        ``max_false_positive_rate`` applies to each face's search, as in ``search``.
+        """
+        started = time.perf_counter()
+        coll = self.catalogue.resolve(collection)
+        pack = self.models.pack(coll.pack)
+        if options.check_liveness:
+            pack.require_liveness()
+        self._require_calibration(pack, options)
+        analysis = self.models.analyse(
+            coll.pack,
+            image,
+            AnalyseOptions(
+                every_face=True,
+                min_face_size=options.min_face_size,
+                max_faces=options.max_faces,
+                crop_output=(options.output_size, options.output_aspect),
+                liveness=options.check_liveness,
+            ),
+        )
+        if options.check_liveness:
+            require_live(analysis, single=False)
+        self.follower.sync()
+        searched = self.index.count(coll.pk)
+        limit, max_distance = self._threshold(coll, pack, options, searched)
+        t0 = time.perf_counter()
+        all_hits = self.index.search_batch(
+            [coll.pk],
+            np.stack([f.embedding for f in analysis.faces]),
+            options.top_k,
+            groups=list(options.groups) if options.groups else None,
+            unique_persons=True,
+            max_distance=max_distance,
+            exact=options.search_mode == "accurate",
+        )
+        search_ms = (time.perf_counter() - t0) * 1000
+        recognised: list[FaceResult] = []
+        unknown: list[FaceResult] = []
+        for f, crop, hits in zip(analysis.faces, analysis.crops, all_hits, strict=True):
+            matches = self._matches(
+                hits,
+                pack,
+                {coll.pk: coll.name},
+                return_metadata=options.return_metadata,
+                return_thumbnails=False,
+            )
+            (recognised if matches else unknown).append(FaceResult(query_face(f), crop, matches))
+        return IdentifyAllResult(
+            faces=tuple(recognised),
+            unrecognized=tuple(unknown),
+            threshold=limit,
+            searched=searched,
+            query_time_ms=_ms_since(started),
+            timings={**analysis.timings.to_dict(), "search_ms": round(search_ms, 3)},
+        )
+
+    # --- verify and detect ------------------------------------------------------------
+
+    def verify(
+        self,
+        image_a: bytes,
+        image_b: bytes | None,
+        options: VerifyOptions,
+        *,
+        collection: CollectionRef | None = None,
+        person: str | None = None,
+        pack: str | None = None,
+    ) -> VerifyResult:
+        """1:1: two photos, or one photo against a person's enrolled faces (their best face)."""
+        started = time.perf_counter()
+        if (image_b is None) == (person is None):
+            raise ValidationError(
+                "give either a second image or a person (with its collection)", field="image_b"
+            )
+        if person is not None:
+            if collection is None:
+                raise ValidationError("a person is looked up in a collection: name it", field="collection")
+            coll = self.catalogue.resolve(collection)
+            pack_name = coll.pack
+            references = self.store.person_embeddings(self.store.get_person(coll.pk, person).id)
+            if len(references) == 0:
+                raise ValidationError("this person has no enrolled face", field="person")
+            setting = coll.setting("default_threshold")
+            default = self.models.pack(pack_name).default_threshold if setting is None else float(setting)
+        else:
+            pack_name = pack or self.default_pack
+            default = self.models.pack(pack_name).default_threshold
+        limit = default if options.threshold is None else options.threshold
+        model = self.models.pack(pack_name)
+        how = AnalyseOptions(crop=options.crop)
+        analysis_a = self.models.analyse(pack_name, image_a, how)
+        a = analysis_a.faces[0]
+        faces = [query_face(a)]
+        timings = analysis_a.timings.to_dict()
+        if image_b is not None:
+            analysis_b = self.models.analyse(pack_name, image_b, how)
+            b = analysis_b.faces[0]
+            faces.append(query_face(b))
+            references = b.embedding.reshape(1, -1)
+            for stage, ms in analysis_b.timings.to_dict().items():
+                timings[stage] = timings.get(stage, 0.0) + ms
+        distance = float(np.min(np.linalg.norm(references - a.embedding, axis=1)))
+        similarity = model.similarity(distance)
+        return VerifyResult(
+            similarity=round(similarity, 6),
+            distance=round(distance, 6),
+            match=similarity >= limit,
+            threshold=limit,
+            faces=tuple(faces),
+            query_time_ms=_ms_since(started),
+            searched=len(references),
+            timings=timings,
+        )
+
+    def detect(
+        self, image: bytes, options: DetectOptions, *, pack: str | None = None
+    ) -> tuple[list[QueryFace], dict[str, float]]:
+        """Every face of a photo with box, landmarks, score and quality (none: empty list)."""
+        pack_name = pack or self.default_pack
+        self.models.require_liveness(pack_name, options.check_liveness)
+        try:
+            analysis = self.models.analyse(
+                pack_name,
+                image,
+                AnalyseOptions(
+                    every_face=True,
+                    min_face_size=options.min_face_size,
+                    max_faces=options.max_faces,
+                    liveness=options.check_liveness,
+                ),
+            )
+        except NoFaceDetected:
+            return [], {}
+        if options.check_liveness:
+            require_live(analysis, single=False)
+        return [query_face(f) for f in analysis.faces], analysis.timings.to_dict()

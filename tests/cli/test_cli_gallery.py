@@ -1,0 +1,272 @@
+"""`facesearch enroll`, `identify`, `persons list` and `collections list` on a real gallery, through
+Typer's runner with the real dlib pack.
+
+One data folder for the module: the shared `people/` photos are enrolled in two runs (first photo of
+each person, then the whole folder plus a person whose only photo has no face), as an interrupted
+enrolment that is resumed. Every other test reads that folder through the CLI. The face model is
+loaded by 6 invocations: the 2 enrolments and 4 identifications.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import Result
+
+Cli = Callable[..., Result]
+
+COLLECTION = "gallery"
+PEOPLE = {"alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"}
+N_PHOTOS = 9  # photos with a face in people/
+NO_FACE = "skimage_coffee.jpg"
+SUMMARY = re.compile(r"^(\d+) photos enrolled, (\d+) already enrolled, (\d+) refused$", re.MULTILINE)
+
+
+@dataclass
+class Gallery:
+    data: Path
+    photos: Path  # people/ + nobody/skimage_coffee.jpg + obama/notes.txt
+    first_run: Result  # enrolled the first photo of each person
+    second_run: Result  # enrolled everything
+
+
+def copy_folder(src: Path, dst: Path, only_first: bool = False) -> None:
+    """Copy src/<person>/<photos> (file contents only: the shared folder is read-only)."""
+    for person in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / person.name).mkdir(parents=True)
+        photos = sorted(person.iterdir())
+        for photo in photos[:1] if only_first else photos:
+            shutil.copyfile(photo, dst / person.name / photo.name)
+
+
+def summary(result: Result) -> tuple[int, int, int]:
+    match = SUMMARY.search(result.stdout)
+    assert match is not None, result.output
+    enrolled, skipped, refused = (int(g) for g in match.groups())
+    return enrolled, skipped, refused
+
+
+@pytest.fixture(scope="module")
+def gallery(cli: Cli, faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Gallery:
+    root = tmp_path_factory.mktemp("cli_gallery")
+    data, first, photos = root / "data", root / "first", root / "photos"
+    copy_folder(faces_dir / "people", first, only_first=True)
+    copy_folder(faces_dir / "people", photos)
+    (photos / "obama" / "notes.txt").write_text("not a photo: ignored")
+    (photos / "nobody").mkdir()
+    shutil.copyfile(faces_dir / "noface" / NO_FACE, photos / "nobody" / NO_FACE)
+
+    made = cli("collections", "create", COLLECTION, "--data-dir", data)
+    assert made.exit_code == 0, made.output
+    first_run = cli("enroll", first, "-c", COLLECTION, "--data-dir", data)
+    assert first_run.exit_code == 0, first_run.output
+    second_run = cli("enroll", photos, "--collection", COLLECTION, "--data-dir", data)
+    assert second_run.exit_code == 0, second_run.output
+    return Gallery(data, photos, first_run, second_run)
+
+
+def persons_page(cli: Cli, gallery: Gallery, *args: str) -> dict[str, Any]:
+    result = cli("persons", "list", "-c", COLLECTION, "--json", *args, "--data-dir", gallery.data)
+    assert result.exit_code == 0, result.output
+    page: dict[str, Any] = json.loads(result.stdout)
+    return page
+
+
+# --- enroll ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.realmodel
+def test_enroll_first_run(gallery: Gallery) -> None:
+    assert summary(gallery.first_run) == (len(PEOPLE), 0, 0)
+    assert "refused" not in gallery.first_run.stdout.replace("0 refused", "")
+    assert "Traceback" not in gallery.first_run.output
+
+
+@pytest.mark.realmodel
+def test_enroll_resume_adds_only_new_photos_and_names_the_refusal(gallery: Gallery) -> None:
+    out = gallery.second_run.stdout
+    # 4 new photos, the 5 of the first run skipped, the photo without a face refused; notes.txt ignored.
+    assert summary(gallery.second_run) == (N_PHOTOS - len(PEOPLE), len(PEOPLE), 1)
+    assert re.search(r"^\s+1\s+FACE_NOT_DETECTED\b", out, re.MULTILINE), out
+    assert f"  refused {gallery.photos / 'nobody' / NO_FACE}: FACE_NOT_DETECTED" in out
+    assert "notes.txt" not in gallery.second_run.output
+    assert "Traceback" not in gallery.second_run.output
+
+
+@pytest.mark.realmodel
+def test_enroll_again_skips_every_enrolled_photo(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
+    # The shared folder itself: same person folder names, same bytes -> nothing new.
+    again = cli("enroll", faces_dir / "people", "-c", COLLECTION, "--data-dir", gallery.data)
+    assert again.exit_code == 0, again.output
+    assert summary(again) == (0, N_PHOTOS, 0)
+    rows = json.loads(cli("collections", "list", "--json", "--data-dir", gallery.data).stdout)
+    assert (rows[0]["persons"], rows[0]["faces"]) == (len(PEOPLE), N_PHOTOS)
+
+
+# --- collections list after enrolment -------------------------------------------------------------
+
+
+@pytest.mark.realmodel
+def test_collections_list_counts_persons_and_faces(cli: Cli, gallery: Gallery) -> None:
+    text = cli("collections", "list", "--data-dir", gallery.data)
+    assert text.exit_code == 0, text.output
+    fields = text.stdout.split()
+    assert fields[:5] == [COLLECTION, str(len(PEOPLE)), "persons", str(N_PHOTOS), "faces"]
+    as_json = cli("collections", "list", "--json", "--data-dir", gallery.data)
+    [row] = json.loads(as_json.stdout)
+    assert row["name"] == COLLECTION and row["persons"] == len(PEOPLE) and row["faces"] == N_PHOTOS
+    assert row["id"] == fields[-1]
+
+
+# --- persons list ---------------------------------------------------------------------------------
+
+
+@pytest.mark.realmodel
+def test_persons_list_text(cli: Cli, gallery: Gallery) -> None:
+    result = cli("persons", "list", "-c", COLLECTION, "--data-dir", gallery.data)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(PEOPLE)  # 'nobody' has no face: no person was made
+    by_id = {line.split()[0]: line for line in lines}
+    assert set(by_id) == PEOPLE
+    # external id, name (the folder name with spaces), groups, person id
+    assert by_id["kit_harington"].split()[1:3] == ["kit", "harington"]
+    assert all(re.search(r" per_\S+$", line) for line in lines), lines
+    assert "more: --cursor" not in result.stdout
+
+
+@pytest.mark.realmodel
+def test_persons_list_json(cli: Cli, gallery: Gallery) -> None:
+    page = persons_page(cli, gallery)
+    assert page["next_cursor"] is None
+    persons = page["persons"]
+    assert {p["external_id"] for p in persons} == PEOPLE
+    for p in persons:
+        assert {"id", "external_id", "name", "groups", "metadata"} <= set(p)
+        assert p["id"].startswith("per_")
+        assert p["name"] == p["external_id"].replace("_", " ")
+        assert p["metadata"] == {}
+        assert p["groups"] == persons[0]["groups"] and len(p["groups"]) == 1
+    assert len({p["id"] for p in persons}) == len(PEOPLE)
+
+
+@pytest.mark.realmodel
+def test_persons_list_pages_with_limit_and_cursor(cli: Cli, gallery: Gallery) -> None:
+    text = cli("persons", "list", "-c", COLLECTION, "--limit", "2", "--data-dir", gallery.data)
+    assert text.exit_code == 0, text.output
+    *rows, more = text.stdout.splitlines()
+    assert len(rows) == 2
+    assert re.fullmatch(r"more: --cursor \S+", more), more
+
+    seen: list[str] = []
+    sizes: list[int] = []
+    cursor: str | None = None
+    for _ in range(len(PEOPLE) + 1):
+        page = persons_page(cli, gallery, "--limit", "2", *(["--cursor", cursor] if cursor else []))
+        seen += [p["external_id"] for p in page["persons"]]
+        sizes.append(len(page["persons"]))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sizes == [2, 2, 1]
+    assert seen[:2] == [row.split()[0] for row in rows]  # the text page is the first JSON page
+    assert sorted(seen) == sorted(PEOPLE)  # every person once
+    assert seen == [p["external_id"] for p in persons_page(cli, gallery)["persons"]]  # same order
+
+
+@pytest.mark.realmodel
+def test_persons_list_group(cli: Cli, gallery: Gallery) -> None:
+    group = persons_page(cli, gallery)["persons"][0]["groups"][0]
+    everyone = persons_page(cli, gallery, "--group", group)
+    assert {p["external_id"] for p in everyone["persons"]} == PEOPLE
+    nobody = persons_page(cli, gallery, "--group", "no_such_group")
+    assert nobody == {"persons": [], "next_cursor": None}
+    text = cli("persons", "list", "-c", COLLECTION, "--group", "no_such_group", "--data-dir", gallery.data)
+    assert text.exit_code == 0 and text.stdout == ""
+
+
+# --- identify -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ranked(cli: Cli, gallery: Gallery, faces_dir: Path) -> dict[str, Any]:
+    """`identify probes/obama1.jpg --top-k 3 --threshold 0 --json` on the gallery."""
+    probe = faces_dir / "probes" / "obama1.jpg"
+    args = ["--top-k", "3", "--threshold", "0", "--json", "--data-dir", str(gallery.data)]
+    result = cli("identify", probe, "-c", COLLECTION, *args)
+    assert result.exit_code == 0, result.output
+    payload: dict[str, Any] = json.loads(result.stdout)
+    return payload
+
+
+@pytest.mark.realmodel
+def test_identify_names_obama(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
+    result = cli(
+        "identify", faces_dir / "probes" / "obama1.jpg", "-c", COLLECTION, "--data-dir", gallery.data
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, lines  # --top-k defaults to 1
+    match = re.fullmatch(r"1\. obama \(obama\)  similarity (\d\.\d{3})", lines[0])
+    assert match is not None, lines[0]
+    assert float(match.group(1)) > 0.9
+
+
+@pytest.mark.realmodel
+def test_identify_json_top_k(ranked: dict[str, Any]) -> None:
+    assert {"matches", "threshold", "searched", "query_time_ms", "timings"} <= set(ranked)
+    assert ranked["threshold"] == 0.0 and ranked["searched"] == N_PHOTOS
+    assert ranked["query_time_ms"] > 0 and isinstance(ranked["timings"], dict)
+    matches = ranked["matches"]
+    assert [m["rank"] for m in matches] == [1, 2, 3]
+    for m in matches:
+        assert {"rank", "similarity", "distance", "person_id", "external_id", "name", "face_id"} <= set(m)
+        assert m["person_id"].startswith("per_") and m["face_id"].startswith("fac_")
+        assert m["external_id"] in PEOPLE and m["name"] == m["external_id"].replace("_", " ")
+        assert 0 <= m["similarity"] <= 1 and m["distance"] >= 0
+    assert len({m["person_id"] for m in matches}) == 3  # one match per person
+    assert matches[0]["external_id"] == "obama"
+    sims = [m["similarity"] for m in matches]
+    assert sims == sorted(sims, reverse=True) and sims[0] > sims[1]
+    dists = [m["distance"] for m in matches]
+    assert dists == sorted(dists)
+
+
+@pytest.mark.realmodel
+def test_identify_threshold_above_the_best_match(
+    cli: Cli, gallery: Gallery, faces_dir: Path, ranked: dict[str, Any]
+) -> None:
+    best = ranked["matches"][0]["similarity"]
+    assert best < 1
+    threshold = round(best + (1 - best) / 2, 6)
+    result = cli(
+        "identify",
+        faces_dir / "probes" / "obama1.jpg",
+        "-c",
+        COLLECTION,
+        "--top-k",
+        "5",
+        "--threshold",
+        str(threshold),
+        "--data-dir",
+        gallery.data,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"No match above similarity {threshold} among {N_PHOTOS} faces."
+
+
+@pytest.mark.realmodel
+def test_identify_photo_without_a_face(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
+    photo = faces_dir / "noface" / "dlib_dogs.jpg"
+    result = cli("identify", photo, "-c", COLLECTION, "--json", "--data-dir", gallery.data)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error FACE_NOT_DETECTED: ")
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
