@@ -77,7 +77,7 @@ class Catalogue:
         """Every collection with its counts."""
         return self.store.list_collections()
 
-    def update_collection(self, ref: CollectionRef, **fields: Any) -> Collection:
+    def update_collection(self, /, ref: CollectionRef, **fields: Any) -> Collection:
         """Edit name, title, description, kind or settings (the pack cannot change)."""
         allowed = {"title", "description", "kind", "settings", "name"}
         unknown = set(fields) - allowed
@@ -141,7 +141,7 @@ class Catalogue:
         coll = self.resolve(collection)
         return self.store.list_persons(coll.pk, group, external_id, name_prefix, limit, cursor)
 
-    def update_person(self, collection: CollectionRef, person: str, **fields: Any) -> Person:
+    def update_person(self, /, collection: CollectionRef, person: str, **fields: Any) -> Person:
         """Edit name, external id, metadata or groups."""
         result = self.store.update_person(self.resolve(collection).pk, person, **fields)
         self.follower.sync()

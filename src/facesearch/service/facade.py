@@ -15,14 +15,13 @@ enrolled. Options are the frozen values of ``options.py``, given whole or as key
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from facesearch.config import Settings
 from facesearch.domain import (
     Collection,
     Face,
-    Group,
     IdentifyAllResult,
     IdentifyResult,
     Person,
@@ -46,6 +45,31 @@ from facesearch.service.options import (
 )
 from facesearch.service.searcher import Searcher
 from facesearch.storage import Store, open_store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class forward(Generic[P, R]):  # noqa: N801 - used like a decorator, lower case reads better
+    """A facade method that is the method of one of its parts (same signature and docstring).
+
+    ``get_person = forward("catalogue", Catalogue.get_person)`` makes ``fs.get_person(...)``
+    call ``fs.catalogue.get_person(...)``: the signature is written once, in the part.
+    """
+
+    def __init__(self, part: str, method: Callable[Concatenate[Any, P], R]) -> None:
+        self.part = part
+        self.method = method
+        self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[P, R]:
+        if obj is None:
+            return self.method  # type: ignore[return-value]  # for help() and the docs
+        bound: Callable[P, R] = getattr(getattr(obj, self.part), self.name)
+        return bound
 
 
 class FaceSearch:
@@ -111,44 +135,28 @@ class FaceSearch:
         self.models.close()
         self.store.close()
 
-    def counts(self) -> dict[str, int]:
-        """Collections and faces held, for the health route."""
-        return self.catalogue.counts()
+    # --- collections, persons, faces and groups: the catalogue's own methods -------------
 
-    # --- collections --------------------------------------------------------------
+    create_collection = forward("catalogue", Catalogue.create_collection)
+    get_collection = forward("catalogue", Catalogue.get_collection)
+    list_collections = forward("catalogue", Catalogue.list_collections)
+    update_collection = forward("catalogue", Catalogue.update_collection)
+    delete_collection = forward("catalogue", Catalogue.delete_collection)
+    get_person = forward("catalogue", Catalogue.get_person)
+    list_persons = forward("catalogue", Catalogue.list_persons)
+    update_person = forward("catalogue", Catalogue.update_person)
+    delete_person = forward("catalogue", Catalogue.delete_person)
+    delete_face = forward("catalogue", Catalogue.delete_face)
+    photo_enrolled = forward("catalogue", Catalogue.photo_enrolled)
+    face_image = forward("catalogue", Catalogue.face_image)
+    create_group = forward("catalogue", Catalogue.create_group)
+    list_groups = forward("catalogue", Catalogue.list_groups)
+    delete_group = forward("catalogue", Catalogue.delete_group)
+    add_member = forward("catalogue", Catalogue.add_member)
+    remove_member = forward("catalogue", Catalogue.remove_member)
+    counts = forward("catalogue", Catalogue.counts)
 
-    def create_collection(
-        self,
-        name: str,
-        *,
-        title: str = "",
-        description: str = "",
-        kind: str = "internal",
-        pack: str | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> Collection:
-        """Create a collection; its model pack is fixed for life."""
-        return self.catalogue.create_collection(
-            name, title=title, description=description, kind=kind, pack=pack, settings=settings
-        )
-
-    def get_collection(self, ref: CollectionRef) -> Collection:
-        """A collection by id or name, with person and face counts."""
-        return self.catalogue.get_collection(ref)
-
-    def list_collections(self) -> list[Collection]:
-        """Every collection with its counts."""
-        return self.catalogue.list_collections()
-
-    def update_collection(self, ref: CollectionRef, **fields: Any) -> Collection:
-        """Edit name, title, description, kind or settings (the pack cannot change)."""
-        return self.catalogue.update_collection(ref, **fields)
-
-    def delete_collection(self, ref: CollectionRef) -> None:
-        """Delete a collection with every person, face and thumbnail in it."""
-        self.catalogue.delete_collection(ref)
-
-    # --- persons, faces and groups ------------------------------------------------------
+    # --- enrolment with options given whole or as keywords --------------------------------
 
     def create_person(
         self,
@@ -178,38 +186,6 @@ class FaceSearch:
             options=EnrolOptions.build(options, overrides),
         )
 
-    def get_person(self, collection: CollectionRef, person: str) -> Person:
-        """A person with their faces."""
-        return self.catalogue.get_person(collection, person)
-
-    def list_persons(
-        self,
-        collection: CollectionRef,
-        *,
-        group: str | None = None,
-        external_id: str | None = None,
-        name_prefix: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[Person], str | None]:
-        """A page of persons and the cursor of the next page (None at the end)."""
-        return self.catalogue.list_persons(
-            collection,
-            group=group,
-            external_id=external_id,
-            name_prefix=name_prefix,
-            limit=limit,
-            cursor=cursor,
-        )
-
-    def update_person(self, collection: CollectionRef, person: str, **fields: Any) -> Person:
-        """Edit name, external id, metadata or groups."""
-        return self.catalogue.update_person(collection, person, **fields)
-
-    def delete_person(self, collection: CollectionRef, person: str) -> None:
-        """Delete a person with every face, embedding and thumbnail."""
-        self.catalogue.delete_person(collection, person)
-
     def add_face(
         self,
         collection: CollectionRef,
@@ -220,38 +196,6 @@ class FaceSearch:
     ) -> Face:
         """Enrol one more face of a person (``EnrolOptions``: ``face``, ``crop``, ``check_liveness``)."""
         return self.catalogue.add_face(collection, person, image, EnrolOptions.build(options, overrides))
-
-    def delete_face(self, collection: CollectionRef, face: str) -> None:
-        """Remove one face (its embedding and thumbnail)."""
-        self.catalogue.delete_face(collection, face)
-
-    def photo_enrolled(self, collection: CollectionRef, person: str, photo: bytes) -> bool:
-        """Whether this very photo (same bytes) is already enrolled for ``person``."""
-        return self.catalogue.photo_enrolled(collection, person, photo)
-
-    def face_image(self, face: str) -> tuple[Face, bytes]:
-        """A face and its stored thumbnail (JPEG)."""
-        return self.catalogue.face_image(face)
-
-    def create_group(self, collection: CollectionRef, name: str) -> Group:
-        """Create a group in a collection."""
-        return self.catalogue.create_group(collection, name)
-
-    def list_groups(self, collection: CollectionRef) -> list[Group]:
-        """Groups with their person counts (the implicit ``default`` first)."""
-        return self.catalogue.list_groups(collection)
-
-    def delete_group(self, collection: CollectionRef, group: str) -> None:
-        """Delete a group; its persons stay, without that membership."""
-        self.catalogue.delete_group(collection, group)
-
-    def add_member(self, collection: CollectionRef, group: str, person: str) -> Person:
-        """Put a person in a group (created when missing)."""
-        return self.catalogue.add_member(collection, group, person)
-
-    def remove_member(self, collection: CollectionRef, group: str, person: str) -> Person:
-        """Take a person out of a group."""
-        return self.catalogue.remove_member(collection, group, person)
 
     # --- search -----------------------------------------------------------------------
 
