@@ -1,13 +1,13 @@
 """The catalogue: collections, persons, groups and faces, read and written under the rules.
 
-Photos become faces in ``enrolment.py``; this part owns everything else that is stored, and
-resolves a collection reference once per request (``resolve``).
+Photos become faces in ``enrolment.py`` (creating a person with photos, adding a face); this
+part owns everything else that is stored, and resolves a collection reference once per request
+(``resolve``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 from facesearch.domain import (
@@ -21,10 +21,8 @@ from facesearch.domain import (
     check_kind,
 )
 from facesearch.errors import ValidationError
-from facesearch.service.enrolment import Enroller
 from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
-from facesearch.service.options import EnrolOptions
 from facesearch.storage import Store
 
 #: A collection as callers name it (id or name), or already resolved for this request.
@@ -36,12 +34,9 @@ PERSON_PAGE_MAX = 1000
 class Catalogue:
     """Collections, persons, groups and faces (``default_pack``: for new collections)."""
 
-    def __init__(
-        self, store: Store, models: Models, enroller: Enroller, follower: IndexFollower, default_pack: str
-    ) -> None:
+    def __init__(self, store: Store, models: Models, follower: IndexFollower, default_pack: str) -> None:
         self.store = store
         self.models = models
-        self.enroller = enroller
         self.follower = follower
         self.default_pack = default_pack
 
@@ -99,28 +94,6 @@ class Catalogue:
 
     # --- persons and faces ----------------------------------------------------------
 
-    def create_person(
-        self,
-        collection: CollectionRef,
-        *,
-        external_id: str | None = None,
-        name: str = "",
-        metadata: dict[str, Any] | None = None,
-        groups: Sequence[str] = (),
-        images: Sequence[bytes] = (),
-        options: EnrolOptions | None = None,
-    ) -> Person:
-        """Create a person, enrolling the chosen face of each image in the same transaction."""
-        return self.enroller.create_person(
-            self.resolve(collection),
-            external_id=external_id,
-            name=name,
-            metadata=metadata,
-            groups=groups,
-            images=images,
-            options=options or EnrolOptions(),
-        )
-
     def get_person(self, collection: CollectionRef, person: str) -> Person:
         """A person with their faces."""
         return self.store.get_person(self.resolve(collection).pk, person)
@@ -151,12 +124,6 @@ class Catalogue:
         """Delete a person with every face, embedding and thumbnail."""
         self.store.delete_person(self.resolve(collection).pk, person)
         self.follower.sync()
-
-    def add_face(
-        self, collection: CollectionRef, person: str, image: bytes, options: EnrolOptions | None = None
-    ) -> Face:
-        """Enrol one more face of a person (the face nearest the centre when several)."""
-        return self.enroller.add_face(self.resolve(collection), person, image, options or EnrolOptions())
 
     def delete_face(self, collection: CollectionRef, face: str) -> None:
         """Remove one face (its embedding and thumbnail)."""

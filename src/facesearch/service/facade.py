@@ -109,7 +109,7 @@ class FaceSearch:
         )
         self.follower = IndexFollower(store, index, snapshot_dir)
         self.enroller = Enroller(store, self.models, gate, self.follower)
-        self.catalogue = Catalogue(store, self.models, self.enroller, self.follower, settings.default_pack)
+        self.catalogue = Catalogue(store, self.models, self.follower, settings.default_pack)
         self.searcher = Searcher(
             store, index, self.models, self.catalogue, self.enroller, self.follower, settings.default_pack
         )
@@ -156,7 +156,7 @@ class FaceSearch:
     remove_member = forward("catalogue", Catalogue.remove_member)
     counts = forward("catalogue", Catalogue.counts)
 
-    # --- enrolment with options given whole or as keywords --------------------------------
+    # --- enrolment (enrolment.py), options given whole or as keywords ---------------------
 
     def create_person(
         self,
@@ -176,8 +176,8 @@ class FaceSearch:
         photo refuses the whole request (details name the image's position). Options
         (``EnrolOptions``: ``crop``, ``check_liveness``) whole or as keywords.
         """
-        return self.catalogue.create_person(
-            collection,
+        return self.enroller.create_person(
+            self.catalogue.resolve(collection),
             external_id=external_id,
             name=name,
             metadata=metadata,
@@ -195,7 +195,8 @@ class FaceSearch:
         **overrides: Any,
     ) -> Face:
         """Enrol one more face of a person (``EnrolOptions``: ``face``, ``crop``, ``check_liveness``)."""
-        return self.catalogue.add_face(collection, person, image, EnrolOptions.build(options, overrides))
+        coll = self.catalogue.resolve(collection)
+        return self.enroller.add_face(coll, person, image, EnrolOptions.build(options, overrides))
 
     # --- search -----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from facesearch.domain import (
 )
 from facesearch.errors import NoFaceDetected, ValidationError
 from facesearch.index import Hit, VectorIndex
-from facesearch.pipeline import AnalyseOptions, ModelPack
+from facesearch.pipeline import AnalyseOptions, Analysis, ModelPack
 from facesearch.pipeline.liveness import require_live
 from facesearch.service.catalogue import Catalogue, CollectionRef
 from facesearch.service.enrolment import Enroller
@@ -117,6 +117,20 @@ class Searcher:
             limit = pack.default_threshold if setting is None else float(setting)
         return limit, pack.distance_for_similarity(limit) if limit > 0 else None
 
+    def _analyse(
+        self, coll: Collection, image: bytes, options: MatchOptions, how: AnalyseOptions, *, single: bool
+    ) -> tuple[ModelPack, Analysis]:
+        """The photo's faces, after refusing what cannot be done (liveness, a rate without a table)
+        before any work; then the index is brought up to date for the search that follows."""
+        pack = self.models.pack(coll.pack)
+        self.models.require_liveness(coll.pack, options.check_liveness)
+        self._require_calibration(pack, options)
+        analysis = self.models.analyse(coll.pack, image, how)
+        if options.check_liveness:
+            require_live(analysis, single=single)
+        self.follower.sync()
+        return pack, analysis
+
     def _matches(
         self,
         hits: list[Hit],
@@ -167,19 +181,9 @@ class Searcher:
         if options.enrols and len(colls) > 1:
             raise ValidationError("enrolment from a search needs exactly one collection", field="collections")
         first = colls[0]
-        pack = self.models.pack(first.pack)
-        if options.check_liveness:
-            pack.require_liveness()
-        self._require_calibration(pack, options)
-        analysis = self.models.analyse(
-            first.pack,
-            image,
-            AnalyseOptions(choice=options.face, crop=options.crop, liveness=options.check_liveness),
-        )
-        if options.check_liveness:
-            require_live(analysis, single=True)
+        how = AnalyseOptions(choice=options.face, crop=options.crop, liveness=options.check_liveness)
+        pack, analysis = self._analyse(first, image, options, how, single=True)
         found = analysis.faces[0]
-        self.follower.sync()
         t0 = time.perf_counter()
         searched = sum(self.index.count(c.pk) for c in colls)
         limit, max_distance = self._threshold(first, pack, options, searched)
@@ -228,24 +232,14 @@ class Searcher:
         """
         started = time.perf_counter()
         coll = self.catalogue.resolve(collection)
-        pack = self.models.pack(coll.pack)
-        if options.check_liveness:
-            pack.require_liveness()
-        self._require_calibration(pack, options)
-        analysis = self.models.analyse(
-            coll.pack,
-            image,
-            AnalyseOptions(
-                every_face=True,
-                min_face_size=options.min_face_size,
-                max_faces=options.max_faces,
-                crop_output=(options.output_size, options.output_aspect),
-                liveness=options.check_liveness,
-            ),
+        how = AnalyseOptions(
+            every_face=True,
+            min_face_size=options.min_face_size,
+            max_faces=options.max_faces,
+            crop_output=(options.output_size, options.output_aspect),
+            liveness=options.check_liveness,
         )
-        if options.check_liveness:
-            require_live(analysis, single=False)
-        self.follower.sync()
+        pack, analysis = self._analyse(coll, image, options, how, single=False)
         searched = self.index.count(coll.pk)
         limit, max_distance = self._threshold(coll, pack, options, searched)
         t0 = time.perf_counter()
