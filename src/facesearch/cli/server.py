@@ -108,7 +108,7 @@ def keys_list(
     finally:
         store.close()
     if as_json:
-        from facesearch.api.schemas import KeyOut
+        from facesearch.api.responses import KeyOut
 
         print_json([KeyOut.of(r).model_dump(mode="json") for r in records])
         return

@@ -211,7 +211,7 @@ def identify(
     data_dir: DataDir = None,
 ) -> None:
     """Who is this? The best matches of the photo's central face in a collection."""
-    from facesearch.api.schemas import IdentifyOut
+    from facesearch.api.responses import IdentifyOut
     from facesearch.service import SearchOptions
 
     options = SearchOptions(top_k=top_k, threshold=threshold)
@@ -248,7 +248,7 @@ def persons_list(
     finally:
         svc.close()
     if as_json:
-        from facesearch.api.schemas import PersonOut
+        from facesearch.api.responses import PersonOut
 
         page = [PersonOut.of(p, with_faces=False).model_dump(mode="json") for p in persons]
         print_json({"persons": page, "next_cursor": next_cursor})  # the HTTP API's shape

@@ -8,15 +8,8 @@ from fastapi import APIRouter
 
 from facesearch.api.deps import AdminKey, Cursor, Limit, ReadKey, ServiceDep, allowed_collection, paginate
 from facesearch.api.errors import success
-from facesearch.api.schemas import (
-    ERROR_RESPONSES,
-    CollectionCreate,
-    CollectionList,
-    CollectionOut,
-    CollectionUpdate,
-    Deleted,
-    Envelope,
-)
+from facesearch.api.responses import ERROR_RESPONSES, CollectionList, CollectionOut, Deleted, Envelope
+from facesearch.api.schemas import CollectionCreate, CollectionUpdate
 
 router = APIRouter(prefix="/collections", tags=["collections"], responses=ERROR_RESPONSES)
 

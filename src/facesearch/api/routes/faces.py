@@ -16,15 +16,15 @@ from facesearch.api.deps import (
     allowed_collection,
 )
 from facesearch.api.errors import success
-from facesearch.api.schemas import (
+from facesearch.api.responses import (
     ERROR_RESPONSES,
     IMAGE_ERROR_RESPONSES,
-    AddFaceParams,
     Deleted,
     Envelope,
     FaceImageOut,
     FaceOut,
 )
+from facesearch.api.schemas import AddFaceParams
 from facesearch.service import EnrolOptions
 
 router = APIRouter(tags=["faces"])

@@ -8,15 +8,8 @@ from fastapi import APIRouter
 
 from facesearch.api.deps import Cursor, Limit, ReadKey, ServiceDep, WriteKey, allowed_collection, paginate
 from facesearch.api.errors import success
-from facesearch.api.schemas import (
-    ERROR_RESPONSES,
-    Deleted,
-    Envelope,
-    GroupCreate,
-    GroupList,
-    GroupOut,
-    PersonOut,
-)
+from facesearch.api.responses import ERROR_RESPONSES, Deleted, Envelope, GroupList, GroupOut, PersonOut
+from facesearch.api.schemas import GroupCreate
 
 router = APIRouter(prefix="/collections/{collection}/groups", tags=["groups"], responses=ERROR_RESPONSES)
 

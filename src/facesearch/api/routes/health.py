@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from facesearch import __version__
 from facesearch.api.deps import ServiceDep
 from facesearch.api.errors import success
-from facesearch.api.schemas import Envelope, HealthOut
+from facesearch.api.responses import Envelope, HealthOut
 
 router = APIRouter(tags=["health"])
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from facesearch.api.deps import AdminKey, Cursor, Limit, ServiceDep, paginate, require_unlimited
 from facesearch.api.errors import success
-from facesearch.api.schemas import ERROR_RESPONSES, Envelope, KeyCreate, KeyCreated, KeyList, KeyOut
+from facesearch.api.responses import ERROR_RESPONSES, Envelope, KeyCreated, KeyList, KeyOut
+from facesearch.api.schemas import KeyCreate
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
 

@@ -17,15 +17,8 @@ from facesearch.api.deps import (
     allowed_collection,
 )
 from facesearch.api.errors import success
-from facesearch.api.schemas import (
-    IMAGE_ERROR_RESPONSES,
-    Deleted,
-    Envelope,
-    PersonCreateParams,
-    PersonList,
-    PersonOut,
-    PersonUpdate,
-)
+from facesearch.api.responses import IMAGE_ERROR_RESPONSES, Deleted, Envelope, PersonList, PersonOut
+from facesearch.api.schemas import PersonCreateParams, PersonUpdate
 from facesearch.service import EnrolOptions
 
 router = APIRouter(

@@ -9,17 +9,19 @@ from fastapi import APIRouter, Depends
 
 from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, allowed_collection
 from facesearch.api.errors import success
-from facesearch.api.schemas import (
+from facesearch.api.responses import (
     IMAGE_ERROR_RESPONSES,
     DetectOut,
-    DetectParams,
     Envelope,
     IdentifyAllOut,
-    IdentifyAllParams,
     IdentifyOut,
+    VerifyOut,
+)
+from facesearch.api.schemas import (
+    DetectParams,
+    IdentifyAllParams,
     IdentifyParams,
     MultiSearchParams,
-    VerifyOut,
     VerifyParams,
 )
 from facesearch.api.security import Principal

@@ -1,0 +1,408 @@
+"""Response models: what every route answers, built from the domain results (``Out.of(...)``).
+
+The output shape is written here once: each model's fields, and its ``of`` that reads the domain
+value (``Match``, ``IdentifyResult``, ...). Responses are wrapped in ``Envelope[...]``:
+``{"success": true, "data": ...}``; failures are ``ErrorEnvelope``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from facesearch.domain import (
+    Box,
+    Collection,
+    Face,
+    FaceResult,
+    Group,
+    IdentifyAllResult,
+    IdentifyResult,
+    Match,
+    Person,
+    QueryFace,
+    VerifyResult,
+)
+from facesearch.storage.records import ApiKeyRecord
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: Literal[True] = True
+    data: T
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable UPPER_SNAKE code")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(BaseModel):
+    success: Literal[False] = False
+    error: ErrorBody
+
+
+class BoxOut(BaseModel):
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, b: Box) -> BoxOut:
+        return cls(left=b.left, top=b.top, width=b.width, height=b.height)
+
+
+class CollectionOut(BaseModel):
+    id: str
+    name: str
+    title: str
+    description: str
+    kind: str
+    pack: str
+    settings: dict[str, Any]
+    person_count: int
+    face_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: Collection) -> CollectionOut:
+        return cls(
+            id=c.id,
+            name=c.name,
+            title=c.title,
+            description=c.description,
+            kind=c.kind,
+            pack=c.pack,
+            settings=dict(c.settings),
+            person_count=c.person_count or 0,
+            face_count=c.face_count or 0,
+            created_at=c.created_at,
+        )
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+    next_cursor: str | None
+
+
+class FaceOut(BaseModel):
+    id: str
+    person_id: str
+    collection_id: str
+    pack: str
+    box: BoxOut
+    quality: dict[str, Any]
+    created_at: datetime
+    thumbnail_url: str
+
+    @classmethod
+    def of(cls, f: Face) -> FaceOut:
+        return cls(
+            id=f.id,
+            person_id=f.person_id,
+            collection_id=f.collection_id,
+            pack=f.pack,
+            box=BoxOut.of(f.box),
+            quality=dict(f.quality),
+            created_at=f.created_at,
+            thumbnail_url=f"/v1/faces/{f.id}/image",
+        )
+
+
+class PersonOut(BaseModel):
+    id: str
+    collection_id: str
+    external_id: str
+    name: str
+    metadata: dict[str, Any]
+    groups: list[str]
+    created_at: datetime
+    updated_at: datetime
+    faces: list[FaceOut] | None = Field(None, description="present when reading one person")
+
+    @classmethod
+    def of(cls, p: Person, *, with_faces: bool = True) -> PersonOut:
+        return cls(
+            id=p.id,
+            collection_id=p.collection_id,
+            external_id=p.external_id,
+            name=p.name,
+            metadata=dict(p.metadata),
+            groups=list(p.groups),
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            faces=[FaceOut.of(f) for f in p.faces] if with_faces else None,
+        )
+
+
+class PersonList(BaseModel):
+    persons: list[PersonOut]
+    next_cursor: str | None
+
+
+class GroupOut(BaseModel):
+    id: str
+    collection_id: str
+    name: str
+    person_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, g: Group) -> GroupOut:
+        return cls(
+            id=g.id,
+            collection_id=g.collection_id,
+            name=g.name,
+            person_count=g.person_count,
+            created_at=g.created_at,
+        )
+
+
+class GroupList(BaseModel):
+    groups: list[GroupOut]
+    next_cursor: str | None
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: Literal[True] = True
+
+
+class QueryFaceOut(BaseModel):
+    box: BoxOut
+    landmarks: list[list[float]]
+    detection_score: float
+    quality: dict[str, Any]
+
+    @classmethod
+    def of(cls, q: QueryFace) -> QueryFaceOut:
+        return cls(
+            box=BoxOut.of(q.box),
+            landmarks=q.landmarks.to_list(),
+            detection_score=round(q.score, 3),
+            quality=q.quality.to_dict(),
+        )
+
+
+class MatchOut(BaseModel):
+    rank: int
+    similarity: float
+    distance: float
+    person_id: str
+    external_id: str
+    name: str
+    metadata: dict[str, Any]
+    groups: list[str]
+    face_id: str
+    collection: str
+    thumbnail: str | None = Field(None, description="JPEG as base64, with return_thumbnails")
+
+    @classmethod
+    def of(cls, m: Match) -> MatchOut:
+        return cls(
+            rank=m.rank,
+            similarity=m.similarity,
+            distance=m.distance,
+            person_id=m.person.id,
+            external_id=m.person.external_id,
+            name=m.person.name,
+            metadata=dict(m.person.metadata),
+            groups=list(m.person.groups),
+            face_id=m.face_id,
+            collection=m.collection,
+            thumbnail=b64(m.thumbnail),
+        )
+
+
+STAGES = ("decode_ms", "detect_ms", "embed_ms", "search_ms")
+
+
+class Timed(BaseModel):
+    """What every search response carries: faces searched, time taken, time per stage."""
+
+    searched: int = Field(description="faces compared or indexed")
+    query_time_ms: float
+    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+
+    @staticmethod
+    def stages(timings: dict[str, float]) -> dict[str, float]:
+        """Per-stage milliseconds, rounded; the stages a search did not run read 0."""
+        return {**dict.fromkeys(STAGES, 0.0), **{k: round(float(v), 3) for k, v in timings.items()}}
+
+
+class IdentifyOut(Timed):
+    matches: list[MatchOut]
+    face: QueryFaceOut
+    threshold: float
+    auto_enrolled_face_id: str | None
+    created_person_id: str | None
+
+    @classmethod
+    def of(cls, r: IdentifyResult) -> IdentifyOut:
+        return cls(
+            matches=[MatchOut.of(m) for m in r.matches],
+            face=QueryFaceOut.of(r.face),
+            threshold=r.threshold,
+            auto_enrolled_face_id=r.auto_enrolled_face_id,
+            created_person_id=r.created_person_id,
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
+
+
+class FaceResultOut(BaseModel):
+    face: QueryFaceOut
+    crop: str = Field(description="JPEG crop as base64")
+    matches: list[MatchOut]
+
+    @classmethod
+    def of(cls, f: FaceResult) -> FaceResultOut:
+        return cls(
+            face=QueryFaceOut.of(f.face), crop=b64(f.crop) or "", matches=[MatchOut.of(m) for m in f.matches]
+        )
+
+
+class IdentifyAllOut(Timed):
+    faces: list[FaceResultOut]
+    unrecognized: list[FaceResultOut]
+    threshold: float
+
+    @classmethod
+    def of(cls, r: IdentifyAllResult) -> IdentifyAllOut:
+        return cls(
+            faces=[FaceResultOut.of(f) for f in r.faces],
+            unrecognized=[FaceResultOut.of(f) for f in r.unrecognized],
+            threshold=r.threshold,
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
+
+
+class DetectOut(Timed):
+    faces: list[QueryFaceOut]
+
+    @classmethod
+    def of(cls, faces: Iterable[QueryFace], query_time_ms: float, timings: dict[str, float]) -> DetectOut:
+        return cls(
+            faces=[QueryFaceOut.of(q) for q in faces],
+            searched=0,
+            query_time_ms=query_time_ms,
+            timings=cls.stages(timings),
+        )
+
+
+class VerifyOut(Timed):
+    similarity: float
+    distance: float
+    match: bool
+    threshold: float
+    faces: list[QueryFaceOut]
+
+    @classmethod
+    def of(cls, r: VerifyResult) -> VerifyOut:
+        return cls(
+            similarity=r.similarity,
+            distance=r.distance,
+            match=r.match,
+            threshold=r.threshold,
+            faces=[QueryFaceOut.of(q) for q in r.faces],
+            searched=r.searched,
+            query_time_ms=r.query_time_ms,
+            timings=cls.stages(r.timings),
+        )
+
+
+class FaceImageOut(BaseModel):
+    file_id: str
+    file_name: str
+    file_type: str
+    file_base64: str
+
+    @classmethod
+    def of(cls, f: Face, data: bytes) -> FaceImageOut:
+        return cls(file_id=f.id, file_name=f"{f.id}.jpg", file_type="image/jpeg", file_base64=b64(data) or "")
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    model_pack: str
+    index_backend: str
+    counts: dict[str, int]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    role: str
+    collections: list[str] | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def fields_of(cls, k: ApiKeyRecord) -> dict[str, Any]:
+        return {
+            "id": k.id,
+            "name": k.name,
+            "prefix": k.prefix,
+            "role": k.role,
+            "collections": list(k.collections) if k.collections is not None else None,
+            "created_at": k.created_at,
+            "last_used_at": k.last_used_at,
+            "revoked_at": k.revoked_at,
+        }
+
+    @classmethod
+    def of(cls, k: ApiKeyRecord) -> KeyOut:
+        return cls(**cls.fields_of(k))
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the key itself: shown only this once")
+
+    @classmethod
+    def created(cls, k: ApiKeyRecord, plaintext: str) -> KeyCreated:
+        return cls(**cls.fields_of(k), key=plaintext)
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+    next_cursor: str | None
+
+
+def b64(data: bytes | None) -> str | None:
+    """Bytes as standard base64 text (None stays None)."""
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorEnvelope, "description": description}
+
+
+#: Failure responses every authenticated route may give (for the OpenAPI document).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("API_KEY_MISSING or API_KEY_INVALID"),
+    403: _error("FORBIDDEN: the key's role or collections do not allow it"),
+    404: _error("NOT_FOUND"),
+    422: _error("VALIDATION_ERROR (details.field names the parameter)"),
+}
+
+#: More failures of routes that take a photo.
+IMAGE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    400: _error("IMAGE_DECODE_FAILED or IMAGE_URL_REFUSED"),
+    413: _error("IMAGE_TOO_LARGE or PAYLOAD_TOO_LARGE"),
+    422: _error("VALIDATION_ERROR, FACE_NOT_DETECTED, FACE_QUALITY_TOO_LOW or LIVENESS_FAILED"),
+    501: _error("LIVENESS_UNAVAILABLE"),
+}
