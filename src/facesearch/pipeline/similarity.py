@@ -1,8 +1,10 @@
-"""Distance <-> similarity: the one place where a pack's score scale is defined.
+"""The provisional distance <-> similarity mapping of a pack that ships no calibration table.
 
-Provisional mapping until calibration tables exist: a logistic curve centred on the
-pack's usual decision distance, so similarity 0.5 sits at that distance (0.6 for dlib),
-is monotonic in distance and stays in [0, 1].
+Every shipped pack has a measured table (``pipeline/calibration/<pack>.json``), which defines
+its similarity scale; this logistic curve is the fallback for a pack without one (a new pack
+before ``facesearch eval calibrate`` has measured it): centred on the pack's usual decision
+distance, so similarity 0.5 sits at that distance (0.6 for dlib), monotonic in distance and
+within [0, 1].
 """
 
 from __future__ import annotations
