@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="where SQLite, index snapshots and caches live")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
     index_url: str = Field(default="memory://", description="memory:// (exact + HNSW in process)")
-    default_pack: str = "dlib"
+    default_pack: str = Field(
+        default="auto",
+        description="model pack of new collections; auto: onnx when its models are installed, else dlib",
+    )
 
     # Models.
     models_dir: Path | None = Field(

@@ -51,9 +51,13 @@ def check_kind(kind: Any) -> str:
     return str(kind)
 
 
-#: Collection settings and their defaults (``default_threshold`` None: the pack's default).
+#: Collection settings and their defaults. The match cut-off of a search that names none is
+#: ``default_threshold`` when the collection sets one (a similarity: a per-comparison rate), else
+#: ``max_false_positive_rate`` (the chance that a stranger matches anyone in the searched gallery,
+#: whatever its size; used with the pack's calibration table).
 COLLECTION_SETTINGS: dict[str, Any] = {
     "default_threshold": None,
+    "max_false_positive_rate": 0.01,
     "auto_enroll": False,
     "auto_enroll_threshold": 0.9,
     "max_faces_per_person": 20,
@@ -83,6 +87,10 @@ def check_collection_settings(settings: dict[str, Any] | None) -> dict[str, Any]
             out[key] = None
         elif key in ("default_threshold", "auto_enroll_threshold"):
             out[key] = _check_unit(value, key)
+        elif key == "max_false_positive_rate":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+                raise ValidationError(f"{key} must be a number between 0 and 1 (both excluded)", field=key)
+            out[key] = float(value)
         elif key == "auto_enroll":
             if not isinstance(value, bool):
                 raise ValidationError("auto_enroll must be true or false", field=key)
@@ -261,7 +269,13 @@ class QueryFace:
 
 @dataclass(frozen=True)
 class Match:
-    """One candidate of a search, best first."""
+    """One candidate of a search, best first.
+
+    ``false_match_rate``: the chance that one comparison with a stranger's face scores at least
+    this well (from the pack's calibration; None without one); ``expected_false_matches``: that
+    rate times the faces searched, the number of strangers in a gallery this size expected to
+    score as high.
+    """
 
     rank: int
     similarity: float
@@ -270,6 +284,18 @@ class Match:
     face_id: str
     collection: str  # the collection's name
     thumbnail: bytes | None = None
+    false_match_rate: float | None = None
+    expected_false_matches: float | None = None
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """Which rule set a search's cut-off: ``kind`` "threshold" (a similarity) or
+    "max_false_positive_rate", its ``value``, and who set it: "request", "collection" or "pack"."""
+
+    kind: str
+    value: float
+    set_by: str
 
 
 @dataclass(frozen=True)
@@ -284,6 +310,7 @@ class IdentifyResult:
     timings: dict[str, float]
     auto_enrolled_face_id: str | None = None
     created_person_id: str | None = None
+    threshold_rule: ThresholdRule | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +332,7 @@ class IdentifyAllResult:
     searched: int
     query_time_ms: float
     timings: dict[str, float]
+    threshold_rule: ThresholdRule | None = None
 
 
 @dataclass(frozen=True)

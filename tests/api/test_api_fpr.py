@@ -80,3 +80,39 @@ def test_rate_and_threshold_together_or_out_of_range_are_refused(client: tuple[T
     assert "max_false_positive_rate" in str(err)
     for bad in ("0", "1", "-0.1", "lots"):
         assert_error(post(c, key, path, max_false_positive_rate=bad), 422, "VALIDATION_ERROR")
+
+
+def test_default_is_the_collections_rate_and_matches_state_their_odds(
+    client: tuple[TestClient, str], table: CalibrationTable
+) -> None:
+    c, key = client
+    got = post(c, key, "/v1/collections/big/identify").json()["data"]
+    assert got["threshold_rule"] == {"kind": "max_false_positive_rate", "value": 0.01, "set_by": "collection"}
+    assert got["threshold"] == pytest.approx(table.threshold_for_gallery(0.01, 61))
+    (alice,) = got["matches"]
+    assert alice["false_match_rate"] == pytest.approx(table.fmr(alice["distance"]), rel=2e-3)
+    assert alice["expected_false_matches"] == pytest.approx(alice["false_match_rate"] * 61, rel=2e-3)
+    every = post(c, key, "/v1/collections/big/identify-all").json()["data"]
+    assert every["threshold_rule"] == got["threshold_rule"]
+    asked = post(c, key, "/v1/collections/big/identify", threshold="0.2").json()["data"]
+    assert asked["threshold_rule"] == {"kind": "threshold", "value": 0.2, "set_by": "request"}
+
+
+def test_collection_rate_setting_is_validated(client: tuple[TestClient, str]) -> None:
+    c, _ = client
+    admin = new_key(c.app, "admin")  # type: ignore[arg-type]
+    for bad in (0, 1, -0.5, "x"):
+        r = c.patch(
+            "/v1/collections/big",
+            headers={"X-API-Key": admin},
+            json={"settings": {"max_false_positive_rate": bad}},
+        )
+        assert_error(r, 422, "VALIDATION_ERROR")
+    r = c.patch(
+        "/v1/collections/big",
+        headers={"X-API-Key": admin},
+        json={"settings": {"max_false_positive_rate": 0.001}},
+    )
+    assert r.status_code == 200 and r.json()["data"]["settings"]["max_false_positive_rate"] == 0.001
+    got = post(c, new_key(c.app, "reader"), "/v1/collections/big/identify").json()["data"]  # type: ignore[arg-type]
+    assert got["threshold_rule"]["value"] == 0.001

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 import facesearch
 from facesearch import errors
 from facesearch.cli import app as cli_app
+from facesearch.config import PackConfig
+from facesearch.pipeline.packs import best_installed_pack
 
 KEY_LINE = "admin API key (shown once, store it now):"
 
@@ -51,7 +53,8 @@ def test_serve_prints_the_first_admin_key_once_and_never_logs_it(started: tuple[
     assert key.startswith("fs_") and out.count(KEY_LINE) == 1
     assert f"{server.url} (API docs: {server.url}/docs)" in out
     with facesearch.Client(server.url, key) as fs:
-        assert fs.health()["model_pack"] == "dlib"
+        # The default pack is the most accurate installed one: onnx once its models are installed.
+        assert fs.health()["model_pack"] == best_installed_pack(PackConfig.from_environment())
         assert fs.list_collections() == {"collections": [], "next_cursor": None}
         assert len(fs.list_keys()["keys"]) == 1
     assert server.stop() in (0, -15)

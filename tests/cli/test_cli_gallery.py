@@ -214,7 +214,8 @@ def test_identify_names_obama(cli: Cli, gallery: Gallery, faces_dir: Path) -> No
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 1, lines  # --top-k defaults to 1
-    match = re.fullmatch(r"1\. obama \(obama\)  similarity (\d\.\d{3})", lines[0])
+    odds = r"  \(1 in [\d,]+ chance a stranger scores this high here\)"  # what the match is worth here
+    match = re.fullmatch(r"1\. obama \(obama\)  similarity (\d\.\d{3})" + odds, lines[0])
     assert match is not None, lines[0]
     assert float(match.group(1)) > 0.9
 
@@ -259,7 +260,10 @@ def test_identify_threshold_above_the_best_match(
         gallery.data,
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"No match above similarity {threshold} among {N_PHOTOS} faces."
+    assert result.stdout.strip() == (
+        f"Unknown: nobody among {N_PHOTOS} faces passes similarity >= {threshold:.3f} "
+        "(threshold, set by the request)."
+    )
 
 
 @pytest.mark.realmodel
@@ -270,3 +274,38 @@ def test_identify_photo_without_a_face(cli: Cli, gallery: Gallery, faces_dir: Pa
     assert result.stderr.startswith("error FACE_NOT_DETECTED: ")
     assert result.stdout == ""
     assert "Traceback" not in result.output
+
+
+@pytest.mark.realmodel
+def test_identify_all_names_both_and_states_the_rule(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
+    photo = faces_dir / "groups" / "fr_two_people.jpg"
+    result = cli("identify-all", photo, "-c", COLLECTION, "--data-dir", gallery.data)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("2 faces, 2 recognised; cut-off similarity >= ")
+    assert "(max false-positive rate 0.01, set by the collection) among 9 faces" in out
+    assert "(obama)" in out and "(biden)" in out and "chance a stranger scores this high here" in out
+    js = cli("identify-all", photo, "-c", COLLECTION, "--json", "--data-dir", gallery.data)
+    data = json.loads(js.stdout)
+    assert data["threshold_rule"] == {
+        "kind": "max_false_positive_rate",
+        "value": 0.01,
+        "set_by": "collection",
+    }
+    assert sorted(f["matches"][0]["external_id"] for f in data["faces"]) == ["biden", "obama"]
+    assert all(f["matches"][0]["expected_false_matches"] < 0.01 for f in data["faces"])
+
+
+@pytest.mark.realmodel
+def test_a_stranger_is_unknown_on_default_settings(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
+    lfw = faces_dir / "lfw"
+    stranger = sorted(p for d in sorted(lfw.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg")))[0]
+    result = cli("identify", stranger, "-c", COLLECTION, "--data-dir", gallery.data)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Unknown: nobody among {N_PHOTOS} faces passes similarity >= ")
+    assert result.stdout.strip().endswith("(max false-positive rate 0.01, set by the collection).")
+    known = cli(
+        "identify", faces_dir / "probes" / "obama1.jpg", "-c", COLLECTION,
+        "--max-false-positive-rate", "0.001", "--data-dir", gallery.data,
+    )  # fmt: skip
+    assert known.exit_code == 0 and known.stdout.startswith("1. obama (obama)"), known.output

@@ -96,9 +96,58 @@ def test_identify_all_uses_the_collection_size(svc: FaceSearch, table: Calibrati
     assert len(result.unrecognized) == 1
 
 
-def test_default_threshold_unchanged_without_the_rate(svc: FaceSearch) -> None:
-    assert svc.identify("big", person_photo(*ALICE, 1)).threshold == pytest.approx(1 / 3)
-    assert svc.identify("big", person_photo(*ALICE, 1), threshold=0.9).threshold == 0.9
+def rule(result: object) -> tuple[str, float, str]:
+    r = result.threshold_rule  # type: ignore[attr-defined]
+    return (r.kind, r.value, r.set_by)
+
+
+def test_without_a_cut_off_the_collections_rate_applies(svc: FaceSearch, table: CalibrationTable) -> None:
+    # Gallery-aware by default: a 1% chance that a stranger matches anyone among the 151 faces.
+    found = svc.identify("big", person_photo(*ALICE, 1))
+    assert found.threshold == pytest.approx(table.threshold_for_gallery(0.01, 151))
+    assert rule(found) == ("max_false_positive_rate", 0.01, "collection")
+    assert found.threshold > 1 / 3  # stricter than the pack's per-comparison default
+    everyone = svc.identify_all("big", person_photo(*ALICE, 1))
+    assert rule(everyone) == ("max_false_positive_rate", 0.01, "collection")
+    asked = svc.identify("big", person_photo(*ALICE, 1), threshold=0.9)
+    assert asked.threshold == 0.9 and rule(asked) == ("threshold", 0.9, "request")
+
+
+def test_collection_settings_choose_the_rule(svc: FaceSearch, table: CalibrationTable) -> None:
+    svc.update_collection("big", settings={"max_false_positive_rate": 0.001})
+    try:
+        found = svc.identify("big", person_photo(*ALICE, 1))
+        assert found.threshold == pytest.approx(table.threshold_for_gallery(0.001, 151))
+        assert rule(found) == ("max_false_positive_rate", 0.001, "collection")
+        # default_threshold is the explicit per-comparison choice: when set, it wins.
+        svc.update_collection("big", settings={"default_threshold": 1 / 3})
+        fixed = svc.identify("big", person_photo(*ALICE, 1))
+        assert fixed.threshold == pytest.approx(1 / 3) and rule(fixed) == ("threshold", 1 / 3, "collection")
+    finally:
+        svc.update_collection("big", settings={"max_false_positive_rate": None, "default_threshold": None})
+    assert rule(svc.identify("big", person_photo(*ALICE, 1))) == (
+        "max_false_positive_rate",
+        0.01,
+        "collection",
+    )
+
+
+def test_a_pack_without_a_table_keeps_its_default_threshold(svc: FaceSearch) -> None:
+    svc.create_collection("plain2", pack="fake")
+    svc.create_person("plain2", external_id="alice", images=[person_photo(*ALICE)])
+    found = svc.identify("plain2", person_photo(*ALICE, 1))
+    assert found.threshold == 0.5 and rule(found) == ("threshold", 0.5, "pack")
+    assert found.matches[0].false_match_rate is None and found.matches[0].expected_false_matches is None
+
+
+def test_each_match_states_its_false_match_odds(svc: FaceSearch, table: CalibrationTable) -> None:
+    found = svc.identify("big", person_photo(*ALICE, 1), top_k=3, threshold=0.0)
+    assert len(found.matches) == 3
+    for m in found.matches:
+        assert m.false_match_rate == pytest.approx(table.fmr(m.distance), rel=2e-3)
+        assert m.expected_false_matches == pytest.approx(table.fmr(m.distance) * found.searched, rel=2e-3)
+    odds = [m.false_match_rate for m in found.matches]
+    assert odds == sorted(odds) and odds[0] < 1e-3 < odds[-1]  # alice, then strangers
 
 
 @pytest.mark.parametrize("rate", [0, 0.0, 1, 1.0, -0.1, 1.5, True, "0.1", float("nan")])

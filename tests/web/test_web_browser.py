@@ -215,14 +215,14 @@ def test_walkthrough(page: Any, web_server: Server, shots: Path, faces_dir: Path
     panel.get_by_label("Only these groups").fill("nobody-here")
     panel.get_by_label("Photo: drop it here").set_input_files(probes / "obama1.jpg")
     expect(page.locator("#identify-result .nomatch")).to_contain_text(
-        "Nobody in this collection matched", timeout=SLOW
+        "Unknown: nobody in this collection passes", timeout=SLOW
     )
     panel.get_by_label("Only these groups").fill("")
     panel.get_by_label("False-positive rate", exact=True).check()
     panel.get_by_label("Max. false-positive rate").fill("2")
     panel.get_by_role("button", name="Identify").click()
     expect(page.locator("#identify-result .error")).to_contain_text("false-positive rate is a number")
-    panel.get_by_label("Collection default").check()
+    panel.get_by_label("Collection’s rule").check()
 
     # Identify all faces: both boxed and named, and listed below.
     page.get_by_role("link", name="Identify all faces").click()

@@ -21,6 +21,7 @@ from facesearch.api.security import Authenticator, install_log_redaction
 from facesearch.api.urlfetch import UrlFetcher
 from facesearch.config import Settings
 from facesearch.pipeline.analyzer import ProcessAnalyzer
+from facesearch.pipeline.packs import resolve_pack_name
 from facesearch.service import FaceSearch
 from facesearch.web import install_web
 
@@ -53,7 +54,9 @@ def build_service(settings: Settings) -> FaceSearch:
     analyzer = None
     if settings.workers > 0:
         analyzer = ProcessAnalyzer(
-            settings.workers, warm=(settings.default_pack,), config=settings.pack_config()
+            settings.workers,
+            warm=(resolve_pack_name(settings.default_pack, settings.pack_config()),),
+            config=settings.pack_config(),
         )
     try:
         service = FaceSearch(settings, analyzer=analyzer)

@@ -25,6 +25,7 @@ from facesearch.domain import (
     Match,
     Person,
     QueryFace,
+    ThresholdRule,
     VerifyResult,
 )
 from facesearch.storage.records import ApiKeyRecord
@@ -203,6 +204,16 @@ class MatchOut(BaseModel):
     face_id: str
     collection: str
     thumbnail: str | None = Field(None, description="JPEG as base64, with return_thumbnails")
+    false_match_rate: float | None = Field(
+        None,
+        description="the chance that one comparison with a stranger scores at least this well "
+        "(the pack's calibration; null for a pack without one)",
+    )
+    expected_false_matches: float | None = Field(
+        None,
+        description="false_match_rate x faces searched: how many strangers in a gallery this size "
+        "are expected to score as high (0.001: one chance in a thousand)",
+    )
 
     @classmethod
     def of(cls, m: Match) -> MatchOut:
@@ -218,8 +229,25 @@ class MatchOut(BaseModel):
             face_id=m.face_id,
             collection=m.collection,
             thumbnail=b64(m.thumbnail),
+            false_match_rate=m.false_match_rate,
+            expected_false_matches=m.expected_false_matches,
         )
 
+
+class ThresholdRuleOut(BaseModel):
+    kind: Literal["threshold", "max_false_positive_rate"]
+    value: float
+    set_by: Literal["request", "collection", "pack"]
+
+    @classmethod
+    def of(cls, r: ThresholdRule | None) -> ThresholdRuleOut | None:
+        return None if r is None else cls(kind=r.kind, value=r.value, set_by=r.set_by)  # type: ignore[arg-type]
+
+
+RULE_DOC = (
+    "which rule set the threshold: a similarity threshold or a max_false_positive_rate, and whether "
+    "the request, the collection or the pack set it"
+)
 
 STAGES = ("decode_ms", "detect_ms", "embed_ms", "search_ms")
 
@@ -240,7 +268,8 @@ class Timed(BaseModel):
 class IdentifyOut(Timed):
     matches: list[MatchOut]
     face: QueryFaceOut
-    threshold: float
+    threshold: float = Field(description="the similarity cut-off applied")
+    threshold_rule: ThresholdRuleOut | None = Field(None, description=RULE_DOC)
     auto_enrolled_face_id: str | None
     created_person_id: str | None
 
@@ -250,6 +279,7 @@ class IdentifyOut(Timed):
             matches=[MatchOut.of(m) for m in r.matches],
             face=QueryFaceOut.of(r.face),
             threshold=r.threshold,
+            threshold_rule=ThresholdRuleOut.of(r.threshold_rule),
             auto_enrolled_face_id=r.auto_enrolled_face_id,
             created_person_id=r.created_person_id,
             searched=r.searched,
@@ -273,7 +303,8 @@ class FaceResultOut(BaseModel):
 class IdentifyAllOut(Timed):
     faces: list[FaceResultOut]
     unrecognized: list[FaceResultOut]
-    threshold: float
+    threshold: float = Field(description="the similarity cut-off applied")
+    threshold_rule: ThresholdRuleOut | None = Field(None, description=RULE_DOC)
 
     @classmethod
     def of(cls, r: IdentifyAllResult) -> IdentifyAllOut:
@@ -281,6 +312,7 @@ class IdentifyAllOut(Timed):
             faces=[FaceResultOut.of(f) for f in r.faces],
             unrecognized=[FaceResultOut.of(f) for f in r.unrecognized],
             threshold=r.threshold,
+            threshold_rule=ThresholdRuleOut.of(r.threshold_rule),
             searched=r.searched,
             query_time_ms=r.query_time_ms,
             timings=cls.stages(r.timings),

@@ -197,7 +197,20 @@ class Body(BaseModel):
 
 
 class CollectionSettings(Body):
-    default_threshold: float | None = Field(None, ge=0.0, le=1.0, description="minimum similarity")
+    default_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="minimum similarity of a search that names no cut-off; when set it wins over "
+        "max_false_positive_rate (a per-comparison rate: a bigger gallery names more strangers)",
+    )
+    max_false_positive_rate: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="the cut-off of a search that names none (default 0.01): the chance that a "
+        "stranger matches anyone in the searched gallery, whatever its size",
+    )
     auto_enroll: bool | None = Field(None, description="keep query faces of strong matches")
     auto_enroll_threshold: float | None = Field(None, ge=0.0, le=1.0)
     max_faces_per_person: int | None = Field(None, ge=1, le=1000)

@@ -59,6 +59,14 @@ def serve(
             # stdout only, never a logger: the key must not end up in log files.
             typer.echo(f"admin API key (shown once, store it now): {key}")
         url = _url(host, port)
+        if settings.default_pack == "auto" and service.default_pack == "dlib":
+            from facesearch.pipeline.models_install import INSTALL_COMMAND
+
+            typer.echo(
+                "note: the ONNX models are not installed, so new collections use the dlib pack, which "
+                f"tells strangers apart less well; `{INSTALL_COMMAND}` installs them",
+                err=True,
+            )
         typer.echo(f"facesearch serving {settings.data_dir.resolve()} at {url} (API docs: {url}/docs)")
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:

@@ -43,7 +43,9 @@ def collections_create(
     title: Annotated[str, typer.Option(help="a title for people")] = "",
     description: Annotated[str, typer.Option(help="what the collection holds")] = "",
     kind: Annotated[str, typer.Option(help="internal, external or watchlist")] = "internal",
-    pack: Annotated[str | None, typer.Option(help="model pack (default: dlib)")] = None,
+    pack: Annotated[
+        str | None, typer.Option(help="model pack (default: the most accurate installed: onnx, else dlib)")
+    ] = None,
     settings: Annotated[
         str | None, typer.Option(help="JSON settings, e.g. '{\"auto_enroll\": true}'")
     ] = None,
@@ -201,20 +203,51 @@ def enroll(
         typer.echo(f"  refused {path}: {code} {reason}")
 
 
+FprOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-false-positive-rate",
+        help="the chance a stranger matches anyone in the collection, e.g. 0.001 "
+        "(default: the collection's, 0.01)",
+    ),
+]
+ThresholdOpt = Annotated[float | None, typer.Option(help="minimum similarity 0-1, instead of a rate")]
+
+
+def _rule_text(rule: Any, threshold: float) -> str:
+    if rule is None:
+        return f"similarity >= {threshold:.3f}"
+    rate = rule.kind == "max_false_positive_rate"
+    what = f"max false-positive rate {rule.value:g}" if rate else "threshold"
+    return f"similarity >= {threshold:.3f} ({what}, set by the {rule.set_by})"
+
+
+def _strength(m: Any) -> str:
+    """How much a match is worth in this gallery, from its expected number of false matches."""
+    expected = m.expected_false_matches
+    if expected is None or expected <= 0:
+        return ""
+    if expected >= 1:
+        return f"  (weak: {expected:.2g} strangers expected to score this high here)"
+    return f"  (1 in {1 / expected:,.0f} chance a stranger scores this high here)"
+
+
 @handle_errors
 def identify(
     image: Annotated[Path, typer.Argument(help="photo of the face to identify")],
     collection: CollectionOpt,
     top_k: Annotated[int, typer.Option("--top-k", help="how many matches, 1-100")] = 1,
-    threshold: Annotated[float | None, typer.Option(help="minimum similarity, 0-1")] = None,
+    threshold: ThresholdOpt = None,
+    max_false_positive_rate: FprOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Who is this? The best matches of the photo's central face in a collection."""
+    """Who is this? The best matches of the photo's central face in a collection ("unknown" when
+    nobody passes the cut-off)."""
     from facesearch.api.responses import IdentifyOut
     from facesearch.service import SearchOptions
 
-    options = SearchOptions(top_k=top_k, threshold=threshold)
+    options = SearchOptions(top_k=top_k, threshold=threshold, max_false_positive_rate=max_false_positive_rate)
     svc = open_service(data_dir)
     try:
         data = read_photo(image, svc.settings.max_upload_bytes)
@@ -225,10 +258,58 @@ def identify(
         print_json(IdentifyOut.of(r).model_dump(mode="json"))  # the HTTP API's shape
         return
     if not r.matches:
-        typer.echo(f"No match above similarity {r.threshold} among {r.searched} faces.")
+        cutoff = _rule_text(r.threshold_rule, r.threshold)
+        typer.echo(f"Unknown: nobody among {r.searched} faces passes {cutoff}.")
     for m in r.matches:
         label = m.person.name or m.person.external_id
-        typer.echo(f"{m.rank}. {label} ({m.person.external_id})  similarity {m.similarity:.3f}")
+        typer.echo(f"{m.rank}. {label} ({m.person.external_id})  similarity {m.similarity:.3f}{_strength(m)}")
+
+
+@handle_errors
+def identify_all(
+    image: Annotated[Path, typer.Argument(help="a photo with one or more faces")],
+    collection: CollectionOpt,
+    top_k: Annotated[int, typer.Option("--top-k", help="matches per face, 1-100")] = 1,
+    threshold: ThresholdOpt = None,
+    max_false_positive_rate: FprOpt = None,
+    min_face_size: Annotated[int, typer.Option(help="smallest face, in pixels")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (crops as base64)")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Who are all these people? Every face of the photo with its best match, or "unknown"."""
+    from facesearch.api.responses import IdentifyAllOut
+    from facesearch.service import IdentifyAllOptions
+
+    options = IdentifyAllOptions(
+        top_k=top_k,
+        threshold=threshold,
+        max_false_positive_rate=max_false_positive_rate,
+        min_face_size=min_face_size,
+    )
+    svc = open_service(data_dir)
+    try:
+        data = read_photo(image, svc.settings.max_upload_bytes)
+        r = svc.identify_all(collection, data, options)
+    finally:
+        svc.close()
+    if as_json:
+        print_json(IdentifyAllOut.of(r).model_dump(mode="json"))
+        return
+    found = sorted([*r.faces, *r.unrecognized], key=lambda f: (f.face.box.left, f.face.box.top))
+    typer.echo(
+        f"{len(found)} faces, {len(r.faces)} recognised; cut-off {_rule_text(r.threshold_rule, r.threshold)} "
+        f"among {r.searched} faces"
+    )
+    for f in found:
+        b = f.face.box
+        where = f"face at ({b.left}, {b.top}) {b.width}x{b.height} px"
+        if not f.matches:
+            typer.echo(f"  {where}: unknown")
+            continue
+        m = f.matches[0]
+        label = m.person.name or m.person.external_id
+        sim = f"similarity {m.similarity:.3f}{_strength(m)}"
+        typer.echo(f"  {where}: {label} ({m.person.external_id})  {sim}")
 
 
 @persons_app.command("list")

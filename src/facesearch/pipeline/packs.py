@@ -13,11 +13,29 @@ from facesearch.pipeline.quality import BasicQualityChecker
 from facesearch.pipeline.similarity import LogisticSimilarity
 
 PACK_NAMES = ("dlib", "dlib-flip", "onnx", "fusion")
+#: ``default_pack = "auto"``: the most accurate installed pack (``best_installed_pack``).
+AUTO = "auto"
+#: The pack "auto" chooses when the ONNX models are installed: of onnx and fusion, the one that
+#: misses fewer known faces at a 1% chance of naming a stranger (FNIR at FPIR 1% on the LFW dev
+#: identification protocol, README "Accuracy": onnx 5.86%, fusion 7.56%, dlib 64.65%).
+BEST_PACK = "onnx"
 
 # dlib's ResNet descriptor: about 0.6 Euclidean distance is the usual decision point.
 # Provisional: used only when pipeline/calibration/<pack>.json is missing (`facesearch eval calibrate`).
 DLIB_SIMILARITY = LogisticSimilarity(midpoint=0.6, scale=0.06)
 DLIB_FLIP_SIMILARITY = LogisticSimilarity(midpoint=0.42, scale=0.042)  # unit-length embeddings
+
+
+def best_installed_pack(config: PackConfig) -> str:
+    """``BEST_PACK`` when the ONNX models are installed in ``config.models_dir``, else ``dlib``."""
+    from facesearch.pipeline.models_install import missing_models
+
+    return BEST_PACK if not missing_models(config.models_dir) else "dlib"
+
+
+def resolve_pack_name(name: str, config: PackConfig) -> str:
+    """A pack name, with ``auto`` replaced by the best installed pack."""
+    return best_installed_pack(config) if name == AUTO else name
 
 
 def build_pack(name: str, config: PackConfig | None = None) -> ModelPack:

@@ -107,11 +107,14 @@ class FaceSearch:
             packs=packs,
             analyzer=analyzer,
         )
+        #: The pack of new collections and of photo-only calls (detect, verify): ``default_pack``
+        #: with "auto" resolved (the most accurate installed pack).
+        self.default_pack = self.models.resolve(settings.default_pack)
         self.follower = IndexFollower(store, index, snapshot_dir)
         self.enroller = Enroller(store, self.models, gate, self.follower)
-        self.catalogue = Catalogue(store, self.models, self.follower, settings.default_pack)
+        self.catalogue = Catalogue(store, self.models, self.follower, self.default_pack)
         self.searcher = Searcher(
-            store, index, self.models, self.catalogue, self.enroller, self.follower, settings.default_pack
+            store, index, self.models, self.catalogue, self.enroller, self.follower, self.default_pack
         )
         self.follower.sync()
 

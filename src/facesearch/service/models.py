@@ -7,6 +7,7 @@ import threading
 from facesearch.config import PackConfig
 from facesearch.pipeline import AnalyseOptions, Analysis, ModelPack, build_pack
 from facesearch.pipeline.analyzer import AnalyseRequest, Analyzer, LocalAnalyzer
+from facesearch.pipeline.packs import resolve_pack_name
 
 
 class Models:
@@ -32,6 +33,10 @@ class Models:
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self.analyzer: Analyzer = analyzer or LocalAnalyzer(self.pack)
+
+    def resolve(self, name: str) -> str:
+        """A pack name, with ``auto`` replaced by the most accurate installed pack."""
+        return resolve_pack_name(name, self._config)
 
     def pack(self, name: str) -> ModelPack:
         """The model pack of that name (ValidationError for an unknown name)."""

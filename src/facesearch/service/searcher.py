@@ -18,6 +18,7 @@ from facesearch.domain import (
     IdentifyResult,
     Match,
     QueryFace,
+    ThresholdRule,
     VerifyResult,
 )
 from facesearch.errors import NoFaceDetected, ValidationError
@@ -94,27 +95,36 @@ class Searcher:
             )
 
     @staticmethod
-    def _threshold(
-        coll: Collection, pack: ModelPack, options: MatchOptions, gallery_size: int
-    ) -> tuple[float, float | None]:
+    def _rule(coll: Collection, pack: ModelPack, options: MatchOptions) -> ThresholdRule:
+        """The cut-off rule of a search: the request's threshold or rate, else the collection's
+        ``default_threshold`` when it sets one, else its ``max_false_positive_rate`` (default
+        0.01) when the pack is calibrated, else the pack's default threshold."""
+        if options.threshold is not None:
+            return ThresholdRule("threshold", float(options.threshold), "request")
+        if options.max_false_positive_rate is not None:
+            return ThresholdRule("max_false_positive_rate", float(options.max_false_positive_rate), "request")
+        if coll.settings.get("default_threshold") is not None:
+            return ThresholdRule("threshold", float(coll.settings["default_threshold"]), "collection")
+        if pack.calibration is not None:
+            rate = float(coll.setting("max_false_positive_rate"))
+            return ThresholdRule("max_false_positive_rate", rate, "collection")
+        return ThresholdRule("threshold", pack.default_threshold, "pack")
+
+    @staticmethod
+    def _threshold(pack: ModelPack, rule: ThresholdRule, gallery_size: int) -> tuple[float, float | None]:
         """(similarity threshold to report, largest distance to accept; None: no limit).
 
-        ``max_false_positive_rate`` is the chance that a stranger's photo matches anyone in a
+        A ``max_false_positive_rate`` is the chance that a stranger's photo matches anyone in a
         search over ``gallery_size`` enrolled faces; with comparisons taken as independent that
         allows a per-comparison false-match rate of 1 - (1 - rate)^(1/N), about rate / N, which the
         pack's calibration table turns into a distance. Past FMR 1e-6 the similarity reads 1.0 but
         the distance stays exact.
         """
-        rate = options.max_false_positive_rate
-        if rate is not None and pack.calibration is not None:
+        if rule.kind == "max_false_positive_rate" and pack.calibration is not None:
             n = max(1, gallery_size)
-            return pack.calibration.threshold_for_gallery(rate, n), pack.calibration.distance_for_gallery(
-                rate, n
-            )
-        limit = options.threshold
-        if limit is None:
-            setting = coll.setting("default_threshold")
-            limit = pack.default_threshold if setting is None else float(setting)
+            table = pack.calibration
+            return table.threshold_for_gallery(rule.value, n), table.distance_for_gallery(rule.value, n)
+        limit = rule.value
         return limit, pack.distance_for_similarity(limit) if limit > 0 else None
 
     def _analyse(
@@ -136,6 +146,7 @@ class Searcher:
         hits: list[Hit],
         pack: ModelPack,
         names: dict[int, str],
+        searched: int,
         *,
         return_metadata: bool,
         return_thumbnails: bool,
@@ -151,6 +162,7 @@ class Searcher:
                 continue
             if not return_metadata:
                 person = replace(person, metadata={})
+            fmr = pack.calibration.fmr(h.distance) if pack.calibration is not None else None
             out.append(
                 Match(
                     rank=len(out) + 1,
@@ -160,6 +172,8 @@ class Searcher:
                     face_id=face.id,
                     collection=names.get(h.partition, ""),
                     thumbnail=thumbs.get(h.face_id),
+                    false_match_rate=None if fmr is None else float(f"{fmr:.3g}"),
+                    expected_false_matches=None if fmr is None else float(f"{fmr * searched:.3g}"),
                 )
             )
         return tuple(out)
@@ -186,7 +200,8 @@ class Searcher:
         found = analysis.faces[0]
         t0 = time.perf_counter()
         searched = sum(self.index.count(c.pk) for c in colls)
-        limit, max_distance = self._threshold(first, pack, options, searched)
+        rule = self._rule(first, pack, options)
+        limit, max_distance = self._threshold(pack, rule, searched)
         hits = self.index.search(
             [c.pk for c in colls],
             found.embedding,
@@ -201,6 +216,7 @@ class Searcher:
             hits,
             pack,
             {c.pk: c.name for c in colls},
+            searched,
             return_metadata=options.return_metadata,
             return_thumbnails=options.return_thumbnails,
         )
@@ -219,6 +235,7 @@ class Searcher:
             timings={**analysis.timings.to_dict(), "search_ms": round(search_ms, 3)},
             auto_enrolled_face_id=auto_face_id,
             created_person_id=created_id,
+            threshold_rule=rule,
         )
 
     # --- identify-all -----------------------------------------------------------------
@@ -241,7 +258,8 @@ class Searcher:
         )
         pack, analysis = self._analyse(coll, image, options, how, single=False)
         searched = self.index.count(coll.pk)
-        limit, max_distance = self._threshold(coll, pack, options, searched)
+        rule = self._rule(coll, pack, options)
+        limit, max_distance = self._threshold(pack, rule, searched)
         t0 = time.perf_counter()
         all_hits = self.index.search_batch(
             [coll.pk],
@@ -260,6 +278,7 @@ class Searcher:
                 hits,
                 pack,
                 {coll.pk: coll.name},
+                searched,
                 return_metadata=options.return_metadata,
                 return_thumbnails=False,
             )
@@ -271,6 +290,7 @@ class Searcher:
             searched=searched,
             query_time_ms=_ms_since(started),
             timings={**analysis.timings.to_dict(), "search_ms": round(search_ms, 3)},
+            threshold_rule=rule,
         )
 
     # --- verify and detect ------------------------------------------------------------

@@ -844,15 +844,46 @@ async function drawBoxes(photo, boxes) {
   }
 }
 
-function similarityBar(sim, threshold) {
-  const bar = h("div", { class: "bar", "aria-hidden": "true" }, h("div", { class: "fill" }));
+/** How much a match is worth in this gallery, from the strangers expected to score as high. */
+function strength(m) {
+  const e = m && m.expected_false_matches;
+  if (typeof e !== "number") return { level: "unrated", text: "" };
+  if (e < 0.001) return { level: "strong", text: `Strong: 1 in ${fmtCount(1 / e)} chance a stranger scores this high here.` };
+  if (e < 0.05) return { level: "fair", text: `Fair: 1 in ${fmtCount(1 / e)} chance a stranger scores this high here.` };
+  return { level: "weak", text: `Weak: about ${e < 1 ? e.toFixed(2) : e.toPrecision(2)} strangers here would score this high.` };
+}
+
+function fmtCount(x) {
+  return x >= 1e6 ? `${(x / 1e6).toPrecision(2)} million` : Math.round(x).toLocaleString("en");
+}
+
+/** Which rule set a search's cut-off, in words. */
+function ruleText(d) {
+  const r = d.threshold_rule;
+  const t = `similarity ${Number(d.threshold).toFixed(3)}`;
+  if (!r) return `threshold ${t}`;
+  const who = r.set_by === "request" ? "this search" : `the ${r.set_by}`;
+  return r.kind === "max_false_positive_rate"
+    ? `cut-off ${t}, from a ${r.value} chance that a stranger matches anyone (set by ${who})`
+    : `threshold ${t} (set by ${who})`;
+}
+
+function similarityBar(sim, threshold, m) {
+  const worth = strength(m);
+  const bar = h("div", { class: `bar ${worth.level}`, "aria-hidden": "true" }, h("div", { class: "fill" }));
   bar.firstChild.style.width = `${Math.max(0, Math.min(1, sim)) * 100}%`;
   if (typeof threshold === "number") {
     const mark = h("div", { class: "mark", title: `threshold ${threshold.toFixed(3)}` });
     mark.style.left = `${threshold * 100}%`;
     bar.append(mark);
   }
-  return h("div", { class: "sim" }, h("span", {}, `Similarity ${sim.toFixed(3)}`), bar);
+  return h(
+    "div",
+    { class: `sim ${worth.level}` },
+    h("span", {}, `Similarity ${sim.toFixed(3)}`),
+    bar,
+    worth.text ? h("small", { class: "worth" }, worth.text) : null,
+  );
 }
 
 function matchCard(m, i, threshold) {
@@ -867,7 +898,7 @@ function matchCard(m, i, threshold) {
       { class: "match-body" },
       h("h4", {}, h("span", { class: "rank" }, `${i + 1}.`), " ", m.name || "(no name)"),
       h("p", { class: "ext" }, "External id ", h("code", {}, m.external_id)),
-      similarityBar(m.similarity, threshold),
+      similarityBar(m.similarity, threshold, m),
       groupChips(m.groups),
       metadataList(m.metadata),
     ),
@@ -881,7 +912,7 @@ function timings(d, roundTripMs) {
     { class: "timings" },
     `Server time ${fmtMs(d.query_time_ms)} ms (decode ${fmtMs(t.decode_ms)}, detect ${fmtMs(t.detect_ms)}, ` +
       `embed ${fmtMs(t.embed_ms)}, search ${fmtMs(t.search_ms)} ms); round trip ${fmtMs(roundTripMs)} ms. ` +
-      `Compared with ${d.searched} faces; threshold ${Number(d.threshold).toFixed(3)}.`,
+      `Compared with ${d.searched} faces; ${ruleText(d)}.`,
   );
 }
 
@@ -915,7 +946,7 @@ async function runIdentify() {
     photo.caption.textContent = `${file.name}: the face searched for is boxed.`;
     const list = d.matches.length
       ? h("ol", { class: "matches", "aria-label": "Matches" }, d.matches.map((m, i) => matchCard(m, i, d.threshold)))
-      : h("p", { class: "nomatch" }, `Nobody in this collection matched (threshold ${Number(d.threshold).toFixed(3)}).`);
+      : h("p", { class: "nomatch" }, `Unknown: nobody in this collection passes the ${ruleText(d)}.`);
     status.replaceWith(h("h4", {}, "Matches"), list, timings(d, ms));
   } catch (err) {
     status.replaceWith(errorBox(err));
@@ -978,7 +1009,7 @@ function foundFace(f, i, threshold) {
       { class: "match-body" },
       h("h4", {}, h("span", { class: "rank" }, `${i + 1}.`), " ", best ? best.name || best.external_id : "unknown"),
       best ? h("p", { class: "ext" }, "External id ", h("code", {}, best.external_id)) : h("p", { class: "muted" }, "Nobody in this collection matched."),
-      best ? similarityBar(best.similarity, threshold) : null,
+      best ? similarityBar(best.similarity, threshold, best) : null,
       f.matches.length > 1
         ? h("p", { class: "muted" }, "Also: ", f.matches.slice(1).map((m) => `${m.name || m.external_id} (${m.similarity.toFixed(3)})`).join(", "))
         : null,

@@ -21,7 +21,7 @@ def health(svc: ServiceDep) -> dict[str, Any]:
         {
             "status": "ok",
             "version": __version__,
-            "model_pack": svc.settings.default_pack,
+            "model_pack": svc.default_pack,
             "index_backend": type(svc.index).__name__,
             "counts": svc.counts(),
         }
