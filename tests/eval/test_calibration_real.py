@@ -114,3 +114,37 @@ def test_lfw_identification_and_gallery_threshold(faces_dir: Path) -> None:
     assert first["max_false_positive_rate"] == 0.01
     # The gallery-size-aware threshold keeps strangers' hits near the asked rate on 1,215 of them.
     assert first["observed_fpir"] <= 0.02
+
+
+# The strangers protocol on default settings (README "Trust"), measured: onnx names 0.22-1.12% of
+# 445 strangers at 50-830 enrolled persons and finds 94.3-100% of the genuine probes; dlib before
+# the gallery-aware default (its per-comparison threshold) named 30.8-93.7%.
+OPEN_SET_FLOORS = {"onnx": (0.02, 0.92), "dlib": (0.02, 0.25)}
+
+
+@pytest.mark.parametrize("pack", list(OPEN_SET_FLOORS))
+def test_strangers_are_not_named_on_default_settings(faces_dir: Path, pack: str) -> None:
+    from embedworker import need_models
+    from facesearch.eval.openset import open_set_split, run_open_set
+
+    if pack != "dlib":
+        need_models()
+    identities = read_identities(faces_dir / "lfw")
+    split = open_set_split(identities)
+    emb = embedder(pack)
+    emb.prepare([p for _, ps in split.candidates for p in ps] + split.strangers)
+    report = run_open_set(identities, emb.face, emb.pack, galleries=(50, 0))
+    before = run_open_set(
+        identities, emb.face, emb.pack, galleries=(50, 0), settings={"default_threshold": 1 / 3}
+    )
+    most_named, least_found = OPEN_SET_FLOORS[pack]
+    for g, old in zip(report["galleries"], before["galleries"], strict=True):
+        print(
+            f"{pack}, {g['persons']} persons enrolled: strangers named {g['strangers_named']}/{g['strangers']} "
+            f"(per-comparison threshold 1/3: {old['strangers_named']}), genuine found "
+            f"{g['genuine_found']}/{g['genuine']}"
+        )
+        assert g["threshold_rule"]["kind"] == "max_false_positive_rate"
+        assert g["strangers_named_rate"] <= most_named
+        assert g["genuine_found_rate"] >= least_found
+        assert old["strangers_named"] > 10 * max(1, g["strangers_named"])

@@ -22,13 +22,17 @@ from facesearch.errors import ValidationError
 from facesearch.eval.calibration import CalibrationTable, fit_calibration
 from facesearch.eval.embedcache import CachedFace, EmbeddingCache, pipeline_fingerprint
 from facesearch.eval.fitting import (
+    CalibrationCheck,
     balanced_optimum,
     check_calibration,
     choose_default_threshold,
+    corrected_table,
     identity_half,
     pair_distance_sets,
+    tail_correction,
 )
 from facesearch.eval.metrics import best_threshold, pairwise_distances
+from facesearch.eval.openset import open_set_split
 from fakes import colour_embedding, fake_pack, person_photo
 
 runner = CliRunner()
@@ -202,7 +206,11 @@ def test_calibrate_writes_a_checked_table(tmp_path: Path) -> None:
     n_fit = 3 * halves.count(0)
     assert r["fit_pairs"]["genuine"] == 3 * halves.count(0)
     assert r["fit_pairs"]["impostor"] == n_fit * (n_fit - 1) // 2 - 3 * halves.count(0)
-    assert [c["claimed_fmr"] for c in r["heldout_checks"]] == [0.01, 0.001, 0.0001]
+    assert [c["claimed_fmr"] for c in r["heldout_checks"]] == [0.01, 0.001, 0.0001, 1e-05]
+    # The tail correction: a factor per claimed rate, at least 1, never smaller for a smaller rate.
+    factors = [c["factor"] for c in r["tail_correction"]]
+    assert len(factors) == 4 and factors == sorted(factors) and factors[0] >= 1.0
+    assert [c["claimed_fmr"] for c in r["stranger_checks"]] == [0.01, 0.001, 0.0001, 1e-05]
     table = CalibrationTable.from_json(out.read_text())
     assert table.meta["default_threshold"] == r["default_threshold"]
     assert table.n_impostor == r["fit_pairs"]["impostor"]
@@ -219,6 +227,27 @@ def test_calibrate_needs_both_halves(tmp_path: Path) -> None:
 
 
 # --- fitting helpers -----------------------------------------------------------------------------
+
+
+def test_tail_correction_and_corrected_table() -> None:
+    rng = np.random.default_rng(3)
+    table = fit_calibration(rng.normal(1.0, 0.1, 200_000), rng.normal(0.4, 0.1, 1000))
+    # Other pairs whose tail is twice as heavy at 1e-4 and 1e-5: observed / claimed 2 there.
+    checks = [
+        CalibrationCheck(1e-2, 0.0, 0.0, 0.9e-2, 900, 100_000, 0.0),
+        CalibrationCheck(1e-3, 0.0, 0.0, 1.1e-3, 110, 100_000, 0.0),
+        CalibrationCheck(1e-4, 0.0, 0.0, 2e-4, 20, 100_000, 0.0),
+        CalibrationCheck(1e-5, 0.0, 0.0, 1e-5, 1, 100_000, 0.0),  # noisy: never below 1e-4's factor
+    ]
+    correction = tail_correction(checks)
+    assert [f for _, _, f in correction] == pytest.approx([1.0, 1.1, 2.0, 2.0])
+    fixed = corrected_table(table, correction)
+    for fmr, factor in ((1e-2, 1.0), (1e-3, 1.1), (1e-4, 2.0), (1e-5, 2.0), (1e-7, 2.0)):
+        d = table.distance_for_fmr(fmr)
+        assert fixed.fmr(d) == pytest.approx(factor * fmr, rel=0.02)  # factors interpolated between knots
+    assert fixed.fmr(table.distance_knots[-1]) == 1.0
+    assert np.all(np.diff(fixed.fmr_knots) > 0)
+    assert fixed.distance_for_fmr(1e-5) < table.distance_for_fmr(1e-5)  # stricter where it was wrong
 
 
 def test_pair_distance_sets_match_brute_force() -> None:
@@ -301,3 +330,43 @@ def test_photo_embedder_refuses_unknown_pack() -> None:
 
     with pytest.raises(ValidationError):
         PhotoEmbedder("no-such-pack")
+
+
+# --- open-set ------------------------------------------------------------------------------------
+
+
+def test_open_set_counts_strangers_and_genuine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = make_set(tmp_path / "ids", [3] * 60)
+    rng = np.random.default_rng(0)
+    table = fit_calibration(rng.normal(1.41, 0.06, 50_000), rng.uniform(0.0, 0.5, 500))
+    fake = facesearch.pipeline.build_pack
+    monkeypatch.setattr(
+        facesearch.pipeline, "build_pack", lambda name: dataclasses.replace(fake(name), calibration=table)
+    )
+    split = open_set_split({f"P{i}": sorted((images / f"P{i}").glob("*.jpg")) for i in range(60)})
+    n_candidates, n_strangers = len(split.candidates), len(split.strangers)
+    assert n_candidates == [identity_half(f"P{i}") for i in range(60)].count(0) and n_strangers > 3
+    args = ["open-set", "--images", str(images), "--pack", "fake", "--galleries", "5,all"]
+    result = run(*args, "--cache-dir", str(tmp_path / "c"), "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    small, full = r["galleries"]
+    assert (small["persons"], full["persons"]) == (5, n_candidates)
+    # The fake pack's strangers are far from everyone, its shades of one person close: on default
+    # settings (the collection's 1% rate) nobody is named wrongly and every genuine probe is found.
+    for g in (small, full):
+        assert g["strangers"] == n_strangers and g["strangers_named"] == 0
+        assert g["genuine"] == 2 * g["persons"] and g["genuine_found"] == g["genuine"]
+        assert g["threshold_rule"] == {
+            "kind": "max_false_positive_rate",
+            "value": 0.01,
+            "set_by": "collection",
+        }
+    assert full["threshold"] == pytest.approx(table.threshold_for_gallery(0.01, n_candidates))
+    # With a cut-off of 0 every stranger is "named": the protocol counts what the service answers.
+    loose = run(*args, "--settings", '{"default_threshold": 0.0}', "--cache-dir", str(tmp_path / "c"),
+                "--workers", "0", "--json")  # fmt: skip
+    assert json.loads(loose.stdout)["galleries"][0]["strangers_named"] == n_strangers
+    text = run(*args, "--cache-dir", str(tmp_path / "c"), "--workers", "0")
+    assert text.exit_code == 0 and f"0/{n_strangers} (0.00%)" in text.output
+    assert run(*args[:-1], "5,x", "--workers", "0").exit_code == 2

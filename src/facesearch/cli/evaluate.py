@@ -399,3 +399,58 @@ def calibrate(
             "note: written into the installed package; copy it to the source tree to keep it", err=True
         )
     sys.stdout.flush()
+
+
+# --- open-set -----------------------------------------------------------------------------------
+
+
+@eval_app.command("open-set")
+@handle_errors
+def open_set(
+    images: ImagesOpt,
+    pack: Annotated[str, typer.Option(help="model pack (default: the service's default, auto)")] = "auto",
+    galleries: Annotated[
+        str, typer.Option(help="gallery sizes in persons, comma-separated; 'all': every candidate")
+    ] = "50,200,500,all",
+    settings: Annotated[
+        str | None, typer.Option(help="collection settings as JSON (default: none, so the defaults)")
+    ] = None,
+    as_json: JsonOpt = False,
+    cache_dir: CacheOpt = None,
+    workers: WorkersOpt = 2,
+) -> None:
+    """Strangers named and genuine persons found through the service on default settings, per
+    gallery size and probe face size (identities split in two: a gallery half and strangers)."""
+    import json
+
+    from facesearch.config import Settings
+    from facesearch.eval.openset import format_open_set, open_set_split, run_open_set
+    from facesearch.eval.protocols import read_identities
+    from facesearch.pipeline.packs import resolve_pack_name
+
+    bad = ValidationError("galleries must be whole numbers or 'all', comma-separated", field="galleries")
+    try:
+        sizes = [0 if g.strip() == "all" else int(g) for g in galleries.split(",") if g.strip()]
+    except ValueError:
+        raise bad from None
+    if not sizes or any(s < 0 for s in sizes):
+        raise bad
+    try:
+        parsed = json.loads(settings) if settings else None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--settings is not valid JSON: {exc}", field="settings") from None
+    try:
+        identities = read_identities(images)
+    except (OSError, ValueError) as exc:
+        raise ValidationError(str(exc), field="images") from None
+    split = open_set_split(identities)
+    if not split.candidates or not split.strangers:
+        raise ValidationError("too few identities to split into a gallery and strangers", field="images")
+    embedder = open_embedder(resolve_pack_name(pack, Settings().pack_config()), cache_dir, workers)
+    embedder.prepare([p for _, ps in split.candidates for p in ps] + split.strangers)
+    report = run_open_set(identities, embedder.face, embedder.pack, galleries=sizes, settings=parsed)
+    if as_json:
+        print_json(_finite({**report, **_embedding_info(embedder)}))
+        return
+    for line in format_open_set(report):
+        typer.echo(line)
