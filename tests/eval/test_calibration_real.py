@@ -140,7 +140,8 @@ def test_strangers_are_not_named_on_default_settings(faces_dir: Path, pack: str)
     most_named, least_found = OPEN_SET_FLOORS[pack]
     for g, old in zip(report["galleries"], before["galleries"], strict=True):
         print(
-            f"{pack}, {g['persons']} persons enrolled: strangers named {g['strangers_named']}/{g['strangers']} "
+            f"{pack}, {g['persons']} persons enrolled: strangers named "
+            f"{g['strangers_named']}/{g['strangers']} "
             f"(per-comparison threshold 1/3: {old['strangers_named']}), genuine found "
             f"{g['genuine_found']}/{g['genuine']}"
         )
