@@ -370,3 +370,32 @@ def test_open_set_counts_strangers_and_genuine(tmp_path: Path, monkeypatch: pyte
     text = run(*args, "--cache-dir", str(tmp_path / "c"), "--workers", "0")
     assert text.exit_code == 0 and f"0/{n_strangers} (0.00%)" in text.output
     assert run(*args[:-1], "5,x", "--workers", "0").exit_code == 2
+
+
+def test_calibrate_check_measures_the_shipped_table_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = make_set(tmp_path / "ids", [3] * 40)
+    args = ["calibrate", "--check", "--images", str(images), "--pack", "fake", "--workers", "0"]
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    missing = run(*args, *cache)
+    assert missing.exit_code == 2 and "ships no calibration table" in missing.output
+    rng = np.random.default_rng(0)
+    table = fit_calibration(rng.normal(1.41, 0.06, 50_000), rng.uniform(0.0, 0.5, 500))
+    fake = facesearch.pipeline.build_pack
+    monkeypatch.setattr(
+        facesearch.pipeline, "build_pack", lambda name: dataclasses.replace(fake(name), calibration=table)
+    )
+    before = sorted(p.name for p in tmp_path.rglob("*.json"))
+    result = run(*args, *cache, "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["written"] is None and sorted(p.name for p in tmp_path.rglob("*.json")) == before
+    assert [c["claimed_fmr"] for c in r["heldout_checks"]] == [0.01, 0.001, 0.0001, 1e-05]
+    strangers = r["stranger_checks"]
+    assert len(strangers) == 4 and all(c["n_impostor"] > 0 for c in strangers)
+    assert [c["false_matches"] for c in strangers] == sorted(
+        (c["false_matches"] for c in strangers), reverse=True
+    )
+    text = run(*args, *cache)
+    assert "nothing written" in text.output and "pairs with strangers" in text.output

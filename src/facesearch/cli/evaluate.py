@@ -354,15 +354,22 @@ def calibrate(
         typer.Option(help="where to write the table (default: the pack's table in the installed package)"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="measure and print, write nothing")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="measure the pack's shipped table on these photos; write nothing")
+    ] = False,
     as_json: JsonOpt = False,
     cache_dir: CacheOpt = None,
     workers: WorkersOpt = 2,
 ) -> None:
     """Measure the pack's distance -> false-match-rate table on one half of the identities, check it
-    on the other half, choose the default threshold, and store the table with the pack."""
+    on the other half, choose the default threshold, and store the table with the pack. With
+    --check: the shipped table's claims against these photos' pairs, nothing fitted or written."""
     from facesearch.pipeline.calibration import table_path
 
     embedder = open_embedder(pack, cache_dir, workers)
+    if check:
+        _check_shipped(images, embedder, as_json)
+        return
     result = run_calibrate(images, embedder)
     table = result.table
     target = out or table_path(pack)
@@ -399,6 +406,37 @@ def calibrate(
             "note: written into the installed package; copy it to the source tree to keep it", err=True
         )
     sys.stdout.flush()
+
+
+def _check_shipped(images: Path, embedder: Any, as_json: bool) -> None:
+    from facesearch.eval.fitting import check_identities
+    from facesearch.eval.protocols import read_identities
+
+    table = _table(embedder)
+    if table is None:
+        raise ValidationError(f"model pack {embedder.pack.name!r} ships no calibration table", field="pack")
+    try:
+        identities = read_identities(images)
+    except OSError as exc:
+        raise ValidationError(str(exc), field="images") from None
+    embedder.prepare([p for photos in identities.values() for p in photos])
+    try:
+        checks = check_identities(table, {n: [embedder(p) for p in ps] for n, ps in identities.items()})
+    except ValueError as exc:
+        raise ValidationError(f"cannot check on {images}: {exc}", field="images") from None
+    report = {k: [c.to_dict() for c in v] for k, v in checks.items()}
+    if as_json:
+        print_json(_finite({"pack": embedder.pack.name, "images": str(images), "written": None, **report}))
+        return
+    typer.echo(f"Shipped table of pack {embedder.pack.name} checked on {images} (nothing written):")
+    for key, title in (("heldout_checks", "held-out pairs"), ("stranger_checks", "pairs with strangers")):
+        typer.echo(f"  {title}:")
+        for c in checks[key]:
+            ratio = c.observed_fmr / c.claimed_fmr
+            typer.echo(
+                f"    claimed FMR {c.claimed_fmr:g}: observed {c.observed_fmr:.3g} "
+                f"({c.false_matches:,} of {c.n_impostor:,}; observed/claimed {ratio:.2f})"
+            )
 
 
 # --- open-set -----------------------------------------------------------------------------------

@@ -226,13 +226,25 @@ class CalibrationResult:
     photos_without_face: int
 
 
-def calibrate_identities(
-    faces: Mapping[str, Sequence[npt.ArrayLike | None]],
-    *,
-    meta: Mapping[str, Any] | None = None,
-    max_impostor_pairs: int = 20_000_000,
-) -> CalibrationResult:
-    """Fit on one half of the identities, check on the other (module docstring)."""
+@dataclass(frozen=True)
+class PairSets:
+    """The distance sets of the protocol: genuine and impostor pairs within the fit and held-out
+    halves, and impostor pairs between the fit half and each part of the held-out identities."""
+
+    fit_gen: FloatArray
+    fit_imp: FloatArray
+    held_gen: FloatArray
+    held_imp: FloatArray
+    across: tuple[FloatArray, FloatArray]  # fit x correcting part, fit x checking part
+    counts: tuple[int, int]  # identities per half
+    photos: int
+    missing: int  # photos without a detected face
+
+
+def split_pairs(
+    faces: Mapping[str, Sequence[npt.ArrayLike | None]], *, max_impostor_pairs: int = 20_000_000
+) -> PairSets:
+    """Every pair the protocol scores (module docstring, steps 2, 3 and 5b)."""
     halves: list[tuple[list[FloatArray], list[int]]] = [([], []), ([], [])]
     counts = [0, 0]
     photos = missing = 0
@@ -252,15 +264,40 @@ def calibrate_identities(
         if len(rows) < 2:
             raise ValueError("each half of the identities needs photos with a detected face")
         sets.append(pair_distance_sets(np.vstack(rows), labels, max_impostor_pairs=max_impostor_pairs))
-    (fit_gen, fit_imp), (held_gen, held_imp) = sets
-    fitted = fit_calibration(fit_imp, fit_gen)
-    fit_rows = np.vstack(halves[0][0])
     parts: list[list[FloatArray]] = [[], []]
     for row, label in zip(halves[1][0], halves[1][1], strict=True):
         parts[stranger_part(names[label])].append(row)
     if not parts[0] or not parts[1]:
         raise ValueError("the held-out identities are too few to correct and check the tail")
-    across = [pairwise_distances(fit_rows, np.vstack(rows)).ravel() for rows in parts]
+    fit_rows = np.vstack(halves[0][0])
+    a, b = (pairwise_distances(fit_rows, np.vstack(rows)).ravel() for rows in parts)
+    (fit_gen, fit_imp), (held_gen, held_imp) = sets
+    return PairSets(fit_gen, fit_imp, held_gen, held_imp, (a, b), (counts[0], counts[1]), photos, missing)
+
+
+def check_identities(
+    table: CalibrationTable, faces: Mapping[str, Sequence[npt.ArrayLike | None]]
+) -> dict[str, list[CalibrationCheck]]:
+    """A table's claims against pairs of these photos, writing nothing: the held-out half's own
+    pairs, and the pairs between the fit half and the checking part of the held-out identities."""
+    p = split_pairs(faces)
+    return {
+        "heldout_checks": check_calibration(table, p.held_gen, p.held_imp),
+        "stranger_checks": check_calibration(table, p.held_gen, p.across[1]),
+    }
+
+
+def calibrate_identities(
+    faces: Mapping[str, Sequence[npt.ArrayLike | None]],
+    *,
+    meta: Mapping[str, Any] | None = None,
+    max_impostor_pairs: int = 20_000_000,
+) -> CalibrationResult:
+    """Fit on one half of the identities, check on the other (module docstring)."""
+    p = split_pairs(faces, max_impostor_pairs=max_impostor_pairs)
+    counts, photos, missing = p.counts, p.photos, p.missing
+    fit_gen, fit_imp, held_gen, held_imp, across = p.fit_gen, p.fit_imp, p.held_gen, p.held_imp, p.across
+    fitted = fit_calibration(fit_imp, fit_gen)
     correction = tail_correction(check_calibration(fitted, held_gen, across[0]))
     table = corrected_table(fitted, correction)
     uncorrected = tuple(check_calibration(fitted, held_gen, held_imp))
