@@ -229,7 +229,10 @@ def _strength(m: Any) -> str:
         return ""
     if expected >= 1:
         return f"  (weak: {expected:.2g} strangers expected to score this high here)"
-    return f"  (1 in {1 / expected:,.0f} chance a stranger scores this high here)"
+    n = 1 / expected
+    odds = f"{n / 1e9:.2g} billion" if n >= 1e9 else f"{n / 1e6:.2g} million" if n >= 1e6 else f"{n:,.0f}"
+    at_most = "under " if m.false_match_rate is not None and m.false_match_rate <= 1e-7 else ""
+    return f"  ({at_most}1 in {odds} chance a stranger scores this high here)"
 
 
 @handle_errors

@@ -123,7 +123,9 @@ class GalleryReport:
 
 def _bucket_order(label: str) -> int:
     digits = "".join(c if c.isdigit() else " " for c in label).split()
-    return int(digits[0]) if not label.startswith("<") else -1
+    if not digits:  # "no face"
+        return 1 << 30
+    return -1 if label.startswith("<") else int(digits[0])
 
 
 @dataclass(frozen=True)
@@ -155,19 +157,24 @@ def run_open_set(
     *,
     galleries: Sequence[int] = DEFAULT_GALLERIES,
     settings: Mapping[str, Any] | None = None,
+    probe_files: Mapping[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """The strangers protocol (module docstring) through a throwaway ``FaceSearch`` per gallery.
 
     ``face_of``: a photo's cached face; ``pack``: the model pack whose embeddings those are (its
     calibration sets the default cut-off); ``settings``: collection settings (default: none, so
-    the defaults apply); a gallery size of 0 means every candidate.
+    the defaults apply); a gallery size of 0 means every candidate. ``probe_files``: a file to
+    send instead of a probe photo (for example the photo made smaller); enrolled photos are never
+    replaced.
     """
     from facesearch.service import FaceSearch
 
     split = open_set_split(identities)
     photos = [p for _, ps in split.candidates for p in ps] + split.strangers
-    data = {p: p.read_bytes() for p in photos}
-    faces = {hashlib.sha256(data[p]).hexdigest(): face_of(p) for p in photos}
+    enrolled = {ps[0] for _, ps in split.candidates}
+    sent = {p: p if p in enrolled else (probe_files or {}).get(p, p) for p in photos}
+    data = {p: sent[p].read_bytes() for p in photos}
+    faces = {hashlib.sha256(data[p]).hexdigest(): face_of(sent[p]) for p in photos}
     sizes = sorted({len(split.candidates) if g == 0 else min(g, len(split.candidates)) for g in galleries})
     reports = []
     for n in sizes:

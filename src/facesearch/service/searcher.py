@@ -38,6 +38,10 @@ from facesearch.service.options import (
 )
 from facesearch.storage import Store
 
+#: The smallest false-match rate a match reports: the tables are checked down to 1e-5 and
+#: extrapolated below, so a rate under 1e-7 is reported as 1e-7 ("at most").
+FMR_FLOOR = 1e-7
+
 
 def query_face(face: FaceObservation) -> QueryFace:
     """What the caller is told about a face found in their photo."""
@@ -162,7 +166,7 @@ class Searcher:
                 continue
             if not return_metadata:
                 person = replace(person, metadata={})
-            fmr = pack.calibration.fmr(h.distance) if pack.calibration is not None else None
+            fmr = max(pack.calibration.fmr(h.distance), FMR_FLOOR) if pack.calibration is not None else None
             out.append(
                 Match(
                     rank=len(out) + 1,

@@ -848,12 +848,14 @@ async function drawBoxes(photo, boxes) {
 function strength(m) {
   const e = m && m.expected_false_matches;
   if (typeof e !== "number") return { level: "unrated", text: "" };
-  if (e < 0.001) return { level: "strong", text: `Strong: 1 in ${fmtCount(1 / e)} chance a stranger scores this high here.` };
+  const under = m.false_match_rate <= 1e-7 ? "under " : "";
+  if (e < 0.001) return { level: "strong", text: `Strong: ${under}1 in ${fmtCount(1 / e)} chance a stranger scores this high here.` };
   if (e < 0.05) return { level: "fair", text: `Fair: 1 in ${fmtCount(1 / e)} chance a stranger scores this high here.` };
   return { level: "weak", text: `Weak: about ${e < 1 ? e.toFixed(2) : e.toPrecision(2)} strangers here would score this high.` };
 }
 
 function fmtCount(x) {
+  if (x >= 1e9) return `${(x / 1e9).toPrecision(2)} billion`;
   return x >= 1e6 ? `${(x / 1e6).toPrecision(2)} million` : Math.round(x).toLocaleString("en");
 }
 
