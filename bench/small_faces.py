@@ -64,7 +64,9 @@ def main() -> None:
                     shrink(p, dst, size / max(1.0, float(face.quality[0])))
                     files[p] = dst
                 emb.prepare(files.values())
-            g = run_open_set(identities, emb.face, emb.pack, galleries=(0,), probe_files=files)["galleries"][0]
+            g = run_open_set(identities, emb.face, emb.pack, galleries=(0,), probe_files=files)["galleries"][
+                0
+            ]
             print(
                 f"{label:>10} | {g['strangers_named']}/{g['strangers']} ({100 * g['strangers_named_rate']:.2f}%) | "
                 f"{g['genuine_found']}/{g['genuine']} ({100 * g['genuine_found_rate']:.1f}%) | "
