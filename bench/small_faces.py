@@ -68,7 +68,8 @@ def main() -> None:
                 0
             ]
             print(
-                f"{label:>10} | {g['strangers_named']}/{g['strangers']} ({100 * g['strangers_named_rate']:.2f}%) | "
+                f"{label:>10} | {g['strangers_named']}/{g['strangers']} "
+                f"({100 * g['strangers_named_rate']:.2f}%) | "
                 f"{g['genuine_found']}/{g['genuine']} ({100 * g['genuine_found_rate']:.1f}%) | "
                 f"{g['genuine_wrong']}/{g['genuine']}"
             )
