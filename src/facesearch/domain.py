@@ -7,6 +7,8 @@ applies them; storage and the index import them rather than keeping copies.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +51,71 @@ def check_kind(kind: Any) -> str:
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}", field="kind")
     return str(kind)
+
+
+#: Limits of what a person carries, checked before anything is written (so nothing stored can fail
+#: to render): metadata as serialised JSON, its nesting depth and its keys at every level, and groups.
+METADATA_MAX_BYTES = 64 * 1024
+METADATA_MAX_DEPTH = 16
+METADATA_MAX_KEYS = 1000
+GROUPS_MAX = 100
+
+
+def check_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
+    """A person's metadata: a JSON object of at most 64 KiB serialised, nested at most 16 deep,
+    with at most 1,000 keys in all, string keys and finite numbers; ValidationError otherwise."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} must be a JSON object", field=field)
+    keys = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # iterative: a hostile depth cannot exhaust the interpreter's stack
+        node, depth = stack.pop()
+        if isinstance(node, dict | list) and depth > METADATA_MAX_DEPTH:
+            raise ValidationError(
+                f"{field} is nested deeper than {METADATA_MAX_DEPTH} levels",
+                field=field,
+                details={"limit": METADATA_MAX_DEPTH},
+            )
+        if isinstance(node, dict):
+            keys += len(node)
+            if keys > METADATA_MAX_KEYS:
+                raise ValidationError(
+                    f"{field} has more than {METADATA_MAX_KEYS} keys",
+                    field=field,
+                    details={"limit": METADATA_MAX_KEYS},
+                )
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    raise ValidationError(f"{field} keys must be strings", field=field)
+                stack.append((v, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValidationError(f"{field} holds a number that is not finite", field=field)
+        elif node is not None and not isinstance(node, str | int | float | bool):
+            raise ValidationError(f"{field} holds a value that is not JSON", field=field)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(
+            f"{field} is {size:,} bytes as JSON, over the limit of {METADATA_MAX_BYTES:,}",
+            field=field,
+            details={"limit": METADATA_MAX_BYTES, "bytes": size},
+        )
+    return dict(value)
+
+
+def check_group_count(groups: Any, field: str = "groups") -> list[Any]:
+    """Group names as a list of at most ``GROUPS_MAX`` (each name is checked where it is stored)."""
+    if isinstance(groups, str | bytes) or not hasattr(groups, "__iter__"):
+        raise ValidationError(f"{field} must be a list of group names", field=field)
+    names = list(groups)
+    if len(names) > GROUPS_MAX:
+        raise ValidationError(
+            f"at most {GROUPS_MAX} groups per person ({len(names):,} given)",
+            field=field,
+            details={"limit": GROUPS_MAX},
+        )
+    return names
 
 
 #: Collection settings and their defaults. The match cut-off of a search that names none is

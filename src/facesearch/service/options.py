@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
 
-from facesearch.domain import FaceChoice
+from facesearch.domain import GROUPS_MAX, FaceChoice, check_metadata
 from facesearch.errors import ValidationError
 
 SearchMode = Literal["fast", "accurate"]
@@ -181,6 +181,8 @@ class MatchOptions(Options):
 
     def _check_together(self) -> None:
         _one_rule(self.threshold, self.max_false_positive_rate)
+        if self.groups is not None and len(self.groups) > GROUPS_MAX:
+            raise ValidationError(f"search at most {GROUPS_MAX} groups at once", field="groups")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +198,11 @@ class SearchOptions(MatchOptions):
     external_id: str | None = option(None, "for enroll_if_unknown", max_length=255)
     name: str | None = option(None, "for enroll_if_unknown", max_length=255)
     metadata: dict[str, Any] | None = option(None, "for enroll_if_unknown")
+
+    def _check_together(self) -> None:
+        super()._check_together()
+        if self.metadata is not None:
+            check_metadata(self.metadata)
 
     @property
     def enrols(self) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facesearch.domain import DEFAULT_GROUP, Box, Collection, Face, Group, Person
+from facesearch.domain import DEFAULT_GROUP, Box, Collection, Face, Group, Person, check_group_count
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage.db import WRITE_OPTION
 from facesearch.storage.tables import (
@@ -168,10 +168,8 @@ class StoreBase:
 
     def _ensure_groups(self, s: Session, coll: DbCollection, names: Iterable[str]) -> list[DbGroup]:
         """Groups of these names (uids accepted too), creating missing ones; 'default' skipped."""
-        if isinstance(names, str | bytes):
-            raise ValidationError("groups must be a list of group names", field="groups")
         out: dict[int, DbGroup] = {}
-        for raw in names:
+        for raw in check_group_count(names):
             name = check_text(raw, "groups", 100, allow_empty=False).strip()
             if name == DEFAULT_GROUP:
                 continue

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.domain import DEFAULT_GROUP, Group, Person
+from facesearch.domain import DEFAULT_GROUP, Group, Person, check_metadata
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
+from facesearch.storage._base import Ref, StoreBase, check_text, chunks
 from facesearch.storage.records import (
     DEFAULT_GROUP_ID,
     OP_REMOVE_PERSON,
@@ -80,7 +80,7 @@ class PersonsMixin(StoreBase):
         """
         uid = new_uid("per_")
         ext = check_text(external_id, "external_id", 255) if external_id else uid
-        meta = check_json_object(metadata or {}, "metadata")
+        meta = check_metadata(metadata or {}, "metadata")
         with self._write() as s:
             coll = self._collection(s, collection_id)
             self._external_id_taken(s, coll, ext)
@@ -187,7 +187,7 @@ class PersonsMixin(StoreBase):
             if name is not None:
                 row.name = check_text(name, "name", 255)
             if metadata is not None:
-                row.meta = check_json_object(metadata, "metadata")
+                row.meta = check_metadata(metadata, "metadata")
             if external_id is not None and external_id != row.external_id:
                 check_text(external_id, "external_id", 255, allow_empty=False)
                 self._external_id_taken(s, coll, external_id)
