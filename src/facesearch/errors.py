@@ -120,3 +120,15 @@ class Conflict(FaceSearchError):
 
 class PayloadTooLarge(FaceSearchError):
     code = "PAYLOAD_TOO_LARGE"
+
+
+class WorkersUnavailable(FaceSearchError):
+    """The worker processes died during the request and could not finish it (try again)."""
+
+    code = "WORKERS_UNAVAILABLE"
+
+
+class ImageUnprocessable(FaceSearchError):
+    """This photo made a worker process crash more than once: it is refused, not retried."""
+
+    code = "IMAGE_UNPROCESSABLE"

@@ -365,7 +365,10 @@ class FaceImageOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
+    status: str = Field(description="ok, or degraded while the worker processes are being restarted")
+    workers: dict[str, Any] = Field(
+        default_factory=dict, description="state (ok, restarting, in-process), workers, restarts"
+    )
     version: str
     model_pack: str
     index_backend: str

@@ -7,16 +7,21 @@ index search and SQL stay responsive in the main process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Protocol
+from typing import Any, Protocol
 
 from facesearch.config import PackConfig
+from facesearch.errors import ImageUnprocessable, WorkersUnavailable
 from facesearch.pipeline.base import ModelPack
 from facesearch.pipeline.packs import build_pack
 from facesearch.pipeline.runner import AnalyseOptions, Analysis, FacePipeline
@@ -81,8 +86,28 @@ class LocalAnalyzer:
 _worker: LocalAnalyzer | None = None
 
 
-def _init_worker(warm: Sequence[str] = (), config: PackConfig | None = None) -> None:
+PARENT_CHECK_S = 1.0  # how often a worker looks whether the process that started it still runs
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: end this process soon after its parent is gone (kill -9, OOM kill, crash), so
+    no orphaned worker keeps its models in memory. Polling works on every platform."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(
+    warm: Sequence[str] = (), config: PackConfig | None = None, parent: int | None = None
+) -> None:
     global _worker
+    if parent is not None:
+        _exit_with_parent(parent)
     pack_config = config or PackConfig.from_environment()
     _worker = LocalAnalyzer(lambda name: build_pack(name, pack_config))
     for pack in warm:
@@ -107,36 +132,107 @@ def _worker_packs() -> tuple[int, tuple[str, ...]]:
     return os.getpid(), _worker.packs_built()
 
 
+#: A photo is refused once it has broken the pool this many times (a "poison" photo).
+POISON_CRASHES = 2
+_CRASH_MEMORY = 1000  # photos whose crashes are remembered (the most recent)
+
+
 class ProcessAnalyzer:
-    """A pool of worker processes, each with its own copy of the models.
+    """A pool of worker processes, each with its own copy of the models, that heals itself.
 
     Each worker builds packs with ``config`` (default: the environment's settings). With
     ``warm`` packs, every worker is started at once and loads and runs those packs'
     models in its initializer (while the caller goes on, for example loading the index),
     so the first photo does not pay 1-2 s of model loading; ``wait_started`` waits for it.
+
+    When a worker dies (kill -9, OOM, a native crash) the pool is replaced and the request is
+    tried once more; if it breaks the new pool too it fails with ``WORKERS_UNAVAILABLE`` (503), and
+    a photo that has broken the pool ``POISON_CRASHES`` times is refused at once with
+    ``IMAGE_UNPROCESSABLE``. Workers end themselves when this process dies. ``work`` is the
+    function a worker runs per request (a seam for tests; it must be importable by the workers).
     """
 
     def __init__(
-        self, workers: int | None = None, warm: Sequence[str] = (), config: PackConfig | None = None
+        self,
+        workers: int | None = None,
+        warm: Sequence[str] = (),
+        config: PackConfig | None = None,
+        *,
+        work: Callable[[AnalyseRequest], Analysis] | None = None,
     ) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(
+        self._warm = tuple(warm)
+        self._config = config
+        self._work = work or _work
+        self._lock = threading.Lock()
+        self._crashes: OrderedDict[str, int] = OrderedDict()
+        self.restarts = 0
+        self._closed = False
+        self._pool, self._starting = self._start()
+
+    def _start(self) -> tuple[ProcessPoolExecutor, list[Future[int]]]:
+        pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
-            initargs=(tuple(warm), config),
+            initargs=(self._warm, self._config, os.getpid()),
         )
         # One task per worker: with "spawn" each submit that finds no idle worker starts one.
-        self._starting: list[Future[int]] = (
-            [self._pool.submit(_started) for _ in range(self.workers)] if warm else []
-        )
+        starting = [pool.submit(_started) for _ in range(self.workers)] if self._warm else []
+        return pool, starting
 
     def wait_started(self, timeout: float | None = None) -> None:
         """Wait until the workers started by ``warm`` have run their initializer."""
         wait(self._starting, timeout=timeout)
 
+    def state(self) -> dict[str, Any]:
+        """For the health route: "ok", or "restarting" while a broken pool is being replaced."""
+        busy = self._lock.locked()
+        return {"state": "restarting" if busy else "ok", "workers": self.workers, "restarts": self.restarts}
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is not broken or self._closed:
+                return  # another request replaced it already
+            log.warning("a worker process died: starting a new pool of %d", self.workers)
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._starting = self._start()
+            self.restarts += 1
+
+    def _crashed(self, key: str) -> int:
+        with self._lock:
+            n = self._crashes.pop(key, 0) + 1
+            self._crashes[key] = n
+            while len(self._crashes) > _CRASH_MEMORY:
+                self._crashes.popitem(last=False)
+            return n
+
     def analyse(self, request: AnalyseRequest) -> Analysis:
-        return self._pool.submit(_work, request).result()
+        key = hashlib.sha256(request.data).hexdigest()
+        if self._crashes.get(key, 0) >= POISON_CRASHES:
+            raise ImageUnprocessable(
+                "this photo made the analysis crash before: it is refused",
+                details={"crashes": POISON_CRASHES},
+            )
+        for attempt in (1, 2):
+            pool = self._pool
+            try:
+                return pool.submit(self._work, request).result()
+            except BrokenProcessPool:
+                crashes = self._crashed(key)
+                self._replace(pool)
+                if crashes >= POISON_CRASHES:
+                    raise ImageUnprocessable(
+                        "this photo made the analysis crash twice: it is refused",
+                        details={"crashes": crashes},
+                    ) from None
+                if attempt == 2:
+                    raise WorkersUnavailable(
+                        "the worker processes stopped during this request; they were restarted, try again"
+                    ) from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)

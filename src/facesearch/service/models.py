@@ -55,6 +55,11 @@ class Models:
         if wanted:
             self.pack(pack).require_liveness()
 
+    def workers(self) -> dict[str, object]:
+        """The analyzer's state for the health route: its worker pool's, or "in-process"."""
+        state = getattr(self.analyzer, "state", None)
+        return dict(state()) if callable(state) else {"state": "in-process"}
+
     def close(self) -> None:
         """Stop the analyzer (its worker processes, if any)."""
         self.analyzer.close()

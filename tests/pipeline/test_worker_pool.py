@@ -1,0 +1,104 @@
+"""The worker pool heals itself: a dead worker costs a retry, not the service (#15 point 1), and
+workers end when the process that started them dies (point 2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from poolwork import echo_pid
+
+from facesearch.errors import ImageUnprocessable
+from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
+
+pytestmark = pytest.mark.integration
+
+
+def req(data: bytes) -> AnalyseRequest:
+    return AnalyseRequest(pack="dlib", data=data, max_bytes=10**6, max_pixels=10**7)
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessAnalyzer]:
+    analyzer = ProcessAnalyzer(1, work=echo_pid)  # type: ignore[arg-type]
+    yield analyzer
+    analyzer.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
+        return f.read().split()[2] != "Z"
+
+
+def test_a_killed_worker_is_replaced_and_the_next_request_works(pool: ProcessAnalyzer) -> None:
+    first: Any = pool.analyse(req(b"a"))
+    assert pool.state() == {"state": "ok", "workers": 1, "restarts": 0}
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.5)
+    second: Any = pool.analyse(req(b"b"))  # the broken pool is noticed, replaced, the request retried
+    assert second != first and alive(second)
+    assert pool.restarts == 1 and pool.state()["state"] == "ok"
+    assert pool.analyse(req(b"c")) == second
+
+
+def test_a_request_in_flight_when_its_worker_dies_is_retried(pool: ProcessAnalyzer) -> None:
+    pid: Any = pool.analyse(req(b"warm"))
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(pool.analyse(req(b"slow"))))
+    thread.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(20)
+    assert out and out[0] != pid and pool.restarts == 1
+
+
+def test_a_poison_photo_is_refused_and_the_pool_keeps_working(pool: ProcessAnalyzer) -> None:
+    with pytest.raises(ImageUnprocessable) as info:
+        pool.analyse(req(b"poison"))  # crashes a worker, is retried once, crashes the next one
+    assert info.value.code == "IMAGE_UNPROCESSABLE" and info.value.details["crashes"] == 2
+    assert pool.restarts == 2
+    assert isinstance(pool.analyse(req(b"fine")), int)  # other photos still work
+    with pytest.raises(ImageUnprocessable):
+        pool.analyse(req(b"poison"))  # refused at once now: no third crash
+    assert pool.restarts == 2
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
+from poolwork import echo_pid
+pool = ProcessAnalyzer(1, work=echo_pid)
+print(pool.analyse(AnalyseRequest("dlib", b"x", 10**6, 10**7)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    code = CHILD.format(tests=str(Path(__file__).parent))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        worker = int(child.stdout.readline())
+        assert alive(worker)
+        child.kill()  # kill -9 of the process that owns the pool
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), "the worker outlived its parent"
+    finally:
+        if child.poll() is None:
+            child.kill()
