@@ -9,6 +9,7 @@ and no near-duplicate kept by auto-enrolment.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,6 +53,13 @@ class Enroller:
         self.models = models
         self.gate = gate
         self.follower = follower
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def unknown_lock(self, collection_pk: int) -> threading.Lock:
+        """The lock that serialises enrol-if-unknown in one collection (in this process)."""
+        with self._locks_lock:
+            return self._locks.setdefault(collection_pk, threading.Lock())
 
     def face_from_photo(
         self, coll: Collection, data: bytes, options: EnrolOptions, *, position: int | None = None
@@ -108,10 +116,18 @@ class Enroller:
                 field="max_faces_per_person",
             )
         new = self.face_from_photo(coll, image, options)
-        if new.content_hash and self.store.find_face_by_hash(coll.pk, target.id, new.content_hash):
-            raise Conflict("this photo is already enrolled for this person", details={"person": target.id})
+        # The limit is checked again, and the same photo refused (Conflict), inside the write
+        # transaction: concurrent calls cannot go past either.
         stored = self.store.add_face(
-            coll.pk, target.id, new.pack, new.embedding, new.box, new.quality, new.thumbnail, new.content_hash
+            coll.pk,
+            target.id,
+            new.pack,
+            new.embedding,
+            new.box,
+            new.quality,
+            new.thumbnail,
+            new.content_hash,
+            max_faces=limit,
         )
         self.follower.sync()
         return stored
@@ -143,8 +159,9 @@ class Enroller:
                 new.quality,
                 new.thumbnail,
                 new.content_hash,
+                max_faces=int(coll.setting("max_faces_per_person")),
             )
-        except Conflict:
+        except (Conflict, ValidationError):  # the same photo, or the person filled up meanwhile
             return None
         self.follower.sync()
         return stored.id

@@ -202,34 +202,46 @@ class Searcher:
         how = AnalyseOptions(choice=options.face, crop=options.crop, liveness=options.check_liveness)
         pack, analysis = self._analyse(first, image, options, how, single=True)
         found = analysis.faces[0]
-        t0 = time.perf_counter()
-        searched = sum(self.index.count(c.pk) for c in colls)
         rule = self._rule(first, pack, options)
-        limit, max_distance = self._threshold(pack, rule, searched)
-        hits = self.index.search(
-            [c.pk for c in colls],
-            found.embedding,
-            options.top_k,
-            groups=list(options.groups) if options.groups else None,
-            unique_persons=options.deduplicate,
-            max_distance=max_distance,
-            exact=options.search_mode == "accurate",
-        )
-        search_ms = (time.perf_counter() - t0) * 1000
-        matches = self._matches(
-            hits,
-            pack,
-            {c.pk: c.name for c in colls},
-            searched,
-            return_metadata=options.return_metadata,
-            return_thumbnails=options.return_thumbnails,
-        )
+        names = {c.pk: c.name for c in colls}
+
+        def find() -> tuple[tuple[Match, ...], int, float, float]:
+            t0 = time.perf_counter()
+            searched = sum(self.index.count(c.pk) for c in colls)
+            limit, max_distance = self._threshold(pack, rule, searched)
+            hits = self.index.search(
+                [c.pk for c in colls],
+                found.embedding,
+                options.top_k,
+                groups=list(options.groups) if options.groups else None,
+                unique_persons=options.deduplicate,
+                max_distance=max_distance,
+                exact=options.search_mode == "accurate",
+            )
+            search_ms = (time.perf_counter() - t0) * 1000
+            matches = self._matches(
+                hits,
+                pack,
+                names,
+                searched,
+                return_metadata=options.return_metadata,
+                return_thumbnails=options.return_thumbnails,
+            )
+            return matches, searched, limit, search_ms
+
+        matches, searched, limit, search_ms = find()
         auto_face_id = created_id = None
         auto = first.setting("auto_enroll") if options.auto_enroll is None else options.auto_enroll
         if matches and auto:
             auto_face_id = self.enroller.auto_enroll(first, found, image, matches[0])
         elif not matches and options.enroll_if_unknown:
-            created_id = self.enroller.enroll_unknown(first, found, image, options)
+            # One unknown face sent several times at once must make one person: the search is
+            # repeated under the collection's enrolment lock, after the index caught up.
+            with self.enroller.unknown_lock(first.pk):
+                self.follower.sync()
+                matches, searched, limit, search_ms = find()
+                if not matches:
+                    created_id = self.enroller.enroll_unknown(first, found, image, options)
         return IdentifyResult(
             matches=matches,
             face=query_face(found),

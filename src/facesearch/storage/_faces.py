@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from facesearch.domain import DEFAULT_GROUP, Box, Face
-from facesearch.errors import NotFound, ValidationError
+from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
 from facesearch.storage.records import (
     OP_ADD_FACE,
@@ -73,11 +73,15 @@ class FacesMixin(StoreBase):
         quality: dict[str, Any] | None = None,
         thumbnail: bytes | None = None,
         content_hash: str | None = None,
+        *,
+        max_faces: int | None = None,
     ) -> Face:
         """Store a face and its 'add_face' log entry in one transaction.
 
         ValidationError when the pack is not the collection's or the dimension differs
-        from the faces already there.
+        from the faces already there, or when the person already has ``max_faces`` faces;
+        Conflict when the person already has a face from the same image bytes. Both are
+        checked inside the write transaction, so they hold for concurrent calls.
         """
         face = NewFace(
             pack, np.asarray(embedding, dtype=np.float32), box, quality or {}, thumbnail, content_hash
@@ -85,6 +89,28 @@ class FacesMixin(StoreBase):
         with self._write() as s:
             coll = self._collection(s, collection_id)
             person = self._person(s, coll, person_id)
+            if max_faces is not None:
+                have = int(
+                    s.scalar(select(func.count()).select_from(DbFace).where(DbFace.person_id == person.id))
+                    or 0
+                )
+                if have >= max_faces:
+                    raise ValidationError(
+                        f"this person already has {have} faces, the collection's limit",
+                        field="max_faces_per_person",
+                    )
+            if (
+                content_hash is not None
+                and s.scalar(
+                    select(DbFace.id)
+                    .where(DbFace.person_id == person.id, DbFace.content_hash == content_hash)
+                    .limit(1)
+                )
+                is not None
+            ):
+                raise Conflict(
+                    "this photo is already enrolled for this person", details={"person": person.uid}
+                )
             row = self._insert_face(s, coll, person, face)
             return self._to_face(row, person.uid, coll.uid)
 

@@ -1,0 +1,104 @@
+"""Check-then-write rules hold under concurrency (#15 point 5), with real parallel HTTP requests.
+
+Before: with max_faces_per_person=2, 6 parallel add-face calls stored 6 faces; the same photo sent
+6 times at once stored 2 copies; 6 parallel enroll_if_unknown with one unknown face made 2 persons.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from apihelpers import fake_app, new_key, thread_server
+
+from fakes import person_photo
+
+pytestmark = pytest.mark.integration
+
+ALICE, STRANGER = (10, 20), (90, 91)
+N = 6
+
+
+def at_once(call: Callable[[int], httpx.Response]) -> list[httpx.Response]:
+    """``call(i)`` for i in 0..N-1 from N threads released together."""
+    start = threading.Barrier(N)
+    out: list[httpx.Response | None] = [None] * N
+
+    def run(i: int) -> None:
+        start.wait()
+        out[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(N)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None for r in out)
+    return [r for r in out if r is not None]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    app = fake_app(tmp_path)
+    headers = {"X-API-Key": new_key(app, "admin")}
+    with thread_server(app) as url:
+        made = httpx.post(
+            f"{url}/v1/collections",
+            headers=headers,
+            json={"name": "staff", "settings": {"max_faces_per_person": 2}},
+        )
+        assert made.status_code == 201, made.text
+        yield url, headers
+
+
+def test_the_face_limit_holds_for_parallel_adds(server: tuple[str, dict[str, str]]) -> None:
+    url, h = server
+    alice = httpx.post(f"{url}/v1/collections/staff/persons", headers=h, json={"external_id": "alice"}).json()
+    path = f"{url}/v1/collections/staff/persons/{alice['data']['id']}/faces"
+    results = at_once(
+        lambda i: httpx.post(
+            path, headers=h, files={"image": ("a.png", person_photo(*ALICE, i), "image/png")}, timeout=60
+        )
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 201] + [422] * (N - 2), [r.text[:120] for r in results]
+    person = httpx.get(f"{url}/v1/collections/staff/persons/{alice['data']['id']}", headers=h)
+    assert len(person.json()["data"]["faces"]) == 2
+
+
+def test_the_same_photo_sent_at_once_is_stored_once(server: tuple[str, dict[str, str]]) -> None:
+    url, h = server
+    bob = httpx.post(f"{url}/v1/collections/staff/persons", headers=h, json={"external_id": "bob"}).json()
+    path = f"{url}/v1/collections/staff/persons/{bob['data']['id']}/faces"
+    photo = person_photo(30, 40, 1)
+    results = at_once(
+        lambda i: httpx.post(path, headers=h, files={"image": ("b.png", photo, "image/png")}, timeout=60)
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * (N - 1), [r.text[:120] for r in results]
+    faces = httpx.get(f"{url}/v1/collections/staff/persons/{bob['data']['id']}", headers=h).json()
+    assert len(faces["data"]["faces"]) == 1
+
+
+def test_one_unknown_face_sent_at_once_makes_one_person(server: tuple[str, dict[str, str]]) -> None:
+    url, h = server
+    path = f"{url}/v1/collections/staff/identify"
+    results = at_once(
+        lambda i: httpx.post(
+            path,
+            headers=h,
+            data={"enroll_if_unknown": "true", "name": "newcomer"},
+            files={"image": ("s.png", person_photo(*STRANGER, i % 3), "image/png")},
+            timeout=60,
+        )
+    )
+    assert all(r.status_code == 200 for r in results), [r.text[:120] for r in results]
+    created = [r.json()["data"]["created_person_id"] for r in results]
+    assert sum(c is not None for c in created) == 1, created
+    matched = [r.json()["data"]["matches"] for r in results if r.json()["data"]["created_person_id"] is None]
+    assert all(m and m[0]["name"] == "newcomer" for m in matched)
+    listed = httpx.get(f"{url}/v1/collections/staff/persons", headers=h).json()["data"]["persons"]
+    assert [p["name"] for p in listed] == ["newcomer"]
