@@ -53,6 +53,32 @@ def check_kind(kind: Any) -> str:
     return str(kind)
 
 
+#: Characters a name may not hold: control characters (NUL included) and the bidirectional
+#: overrides and isolates that make a name display as something else.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def check_label(value: Any, field: str, max_len: int, *, allow_empty: bool = True, comma: bool = True) -> str:
+    """A name, external id or group name: text trimmed of surrounding white space, at most
+    ``max_len`` characters, without control characters or bidi overrides (and without commas when
+    ``comma`` is False: lists of names are split on commas); ValidationError otherwise."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    clean = value.strip()
+    if len(clean) > max_len or (not allow_empty and not clean):
+        raise ValidationError(f"{field} must be 1 to {max_len} characters", field=field)
+    for ch in clean:
+        if ch in _BIDI or (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0):
+            raise ValidationError(
+                f"{field} holds a control or text-direction character (U+{ord(ch):04X})", field=field
+            )
+    if not comma and "," in clean:
+        raise ValidationError(
+            f"{field} may not hold a comma (lists of names are comma-separated)", field=field
+        )
+    return clean
+
+
 #: Limits of what a person carries, checked before anything is written (so nothing stored can fail
 #: to render): metadata as serialised JSON, its nesting depth and its keys at every level, and groups.
 METADATA_MAX_BYTES = 64 * 1024

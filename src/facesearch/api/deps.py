@@ -194,7 +194,9 @@ class ImageBody(Generic[P]):
                         f"send base64 text as {key}_base64",
                         field=key,
                     )
-                elif key in list_fields or (self.many and key in (f"{self.many}_base64", f"{self.many}_url")):
+                elif key in list_fields:  # repeated fields, each of them comma-separated
+                    fields.setdefault(key, []).extend(p.strip() for p in str(value).split(",") if p.strip())
+                elif self.many and key in (f"{self.many}_base64", f"{self.many}_url"):
                     fields.setdefault(key, []).append(value)
                 else:
                     fields[key] = value

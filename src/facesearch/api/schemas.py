@@ -37,11 +37,11 @@ else:  # the allowed values from their one home
 
 
 def split_list(value: Any) -> Any:
-    """Lists from repeated fields and/or comma-separated text: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    """A list field given as one text is comma-separated: ``"a, b"`` -> ``["a", "b"]``. A JSON
+    array is taken as it is (a name with a comma stays whole, and is then refused where names are
+    checked); form fields are split by ``deps.ImageBody`` as they are read."""
     if isinstance(value, str):
-        value = [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 

@@ -11,7 +11,16 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facesearch.domain import DEFAULT_GROUP, Box, Collection, Face, Group, Person, check_group_count
+from facesearch.domain import (
+    DEFAULT_GROUP,
+    Box,
+    Collection,
+    Face,
+    Group,
+    Person,
+    check_group_count,
+    check_label,
+)
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage.db import WRITE_OPTION
 from facesearch.storage.tables import (
@@ -170,7 +179,7 @@ class StoreBase:
         """Groups of these names (uids accepted too), creating missing ones; 'default' skipped."""
         out: dict[int, DbGroup] = {}
         for raw in check_group_count(names):
-            name = check_text(raw, "groups", 100, allow_empty=False).strip()
+            name = check_label(raw, "groups", 100, allow_empty=False, comma=False)
             if name == DEFAULT_GROUP:
                 continue
             row = self._group(s, coll, name)

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.domain import DEFAULT_GROUP, Group, Person, check_metadata
+from facesearch.domain import DEFAULT_GROUP, Group, Person, check_label, check_metadata
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, check_text, chunks
+from facesearch.storage._base import Ref, StoreBase, chunks
 from facesearch.storage.records import (
     DEFAULT_GROUP_ID,
     OP_REMOVE_PERSON,
@@ -35,7 +35,7 @@ _NO_SYNC = {"synchronize_session": False}
 
 
 def _check_group_name(name: Any) -> str:
-    clean = check_text(name, "name", 100, allow_empty=False).strip()
+    clean = check_label(name, "name", 100, allow_empty=False, comma=False)
     if clean.startswith("grp_"):
         raise ValidationError("a group name may not start with 'grp_'", field="name")
     return clean
@@ -79,13 +79,18 @@ class PersonsMixin(StoreBase):
         'add_face' per face.
         """
         uid = new_uid("per_")
-        ext = check_text(external_id, "external_id", 255) if external_id else uid
+        ext = check_label(external_id, "external_id", 255) if external_id else uid
+        ext = ext or uid
         meta = check_metadata(metadata or {}, "metadata")
         with self._write() as s:
             coll = self._collection(s, collection_id)
             self._external_id_taken(s, coll, ext)
             row = DbPerson(
-                uid=uid, collection_id=coll.id, external_id=ext, name=check_text(name, "name", 255), meta=meta
+                uid=uid,
+                collection_id=coll.id,
+                external_id=ext,
+                name=check_label(name, "name", 255),
+                meta=meta,
             )
             s.add(row)
             s.flush()
@@ -185,11 +190,12 @@ class PersonsMixin(StoreBase):
             coll = self._collection(s, collection_id)
             row = self._person(s, coll, ref)
             if name is not None:
-                row.name = check_text(name, "name", 255)
+                row.name = check_label(name, "name", 255)
             if metadata is not None:
                 row.meta = check_metadata(metadata, "metadata")
+            if external_id is not None:
+                external_id = check_label(external_id, "external_id", 255, allow_empty=False)
             if external_id is not None and external_id != row.external_id:
-                check_text(external_id, "external_id", 255, allow_empty=False)
                 self._external_id_taken(s, coll, external_id)
                 row.external_id = external_id
             before = self._groups_of(s, [row.id])[row.id]
