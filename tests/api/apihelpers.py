@@ -140,6 +140,11 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
+def admin_key_file(data_dir: Path) -> str:
+    """The first admin key ``facesearch serve`` wrote into a fresh data folder."""
+    return (data_dir / "admin-key.txt").read_text(encoding="utf-8").strip()
+
+
 def key_from_output(text: str, marker: str) -> str:
     """The ``fs_...`` key printed after ``marker`` in a server's or command's output."""
     for line in text.splitlines():

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apihelpers import ServerProcess, free_port, key_from_output
+from apihelpers import ServerProcess, admin_key_file, free_port, key_from_output
 from typer.testing import CliRunner
 
 import facesearch
@@ -46,11 +46,16 @@ def started(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
 
 
 @pytest.mark.integration
-def test_serve_prints_the_first_admin_key_once_and_never_logs_it(started: tuple[ServerProcess, Path]) -> None:
+def test_serve_writes_the_first_admin_key_to_a_private_file_and_never_logs_it(
+    started: tuple[ServerProcess, Path],
+) -> None:
     server, data = started
     out = server.stdout()
-    key = key_from_output(out, KEY_LINE)
-    assert key.startswith("fs_") and out.count(KEY_LINE) == 1
+    key_file = data / "admin-key.txt"
+    key = admin_key_file(data)
+    assert key.startswith("fs_") and (key_file.stat().st_mode & 0o777) == 0o600
+    assert out.count(f"admin API key written to {key_file.resolve()}") == 1
+    assert key not in out and KEY_LINE not in out  # stdout is not a terminal here: it may be a log
     assert f"{server.url} (API docs: {server.url}/docs)" in out
     with facesearch.Client(server.url, key) as fs:
         # The default pack is the most accurate installed one: onnx once its models are installed.
@@ -64,7 +69,7 @@ def test_serve_prints_the_first_admin_key_once_and_never_logs_it(started: tuple[
     again = ServerProcess(serve_cmd(data, port := free_port(), 0), data.parent / "again", port)
     try:
         again.wait_ready(60)
-        assert KEY_LINE not in again.stdout()  # only on a fresh data folder
+        assert "admin API key" not in again.stdout()  # only on a fresh data folder
         with facesearch.Client(again.url, key) as fs:
             assert fs.health()["status"] == "ok" and fs.list_keys()["keys"][0]["role"] == "admin"
     finally:
@@ -101,7 +106,7 @@ def test_readme_walkthrough(tmp_path: Path, faces_dir: Path, capsys: pytest.Capt
     server = ServerProcess(serve_cmd(tmp_path / "data", port, 2), tmp_path, port)
     try:
         server.wait_ready(120)
-        key = key_from_output(server.stdout(), KEY_LINE)
+        key = admin_key_file(tmp_path / "data")
         people, probes, groups = faces_dir / "people", faces_dir / "probes", faces_dir / "groups"
         with facesearch.Client(server.url, key, timeout=120) as fs:
             fs.create_collection("demo", title="README demo")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import webhelpers  # noqa: F401  (puts tests/api on the path, for apihelpers)
-from apihelpers import ServerProcess, free_port, key_from_output
-from webhelpers import CHROMIUM, CHROMIUM_ARGS, KEY_LINE, SHOTS, Server, serve_cmd
+from apihelpers import ServerProcess, admin_key_file, free_port
+from webhelpers import CHROMIUM, CHROMIUM_ARGS, SHOTS, Server, serve_cmd
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Ite
     server = ServerProcess(serve_cmd(work / "data", port), work, port)
     try:
         server.wait_ready(120)
-        yield Server(server.url, key_from_output(server.stdout(), KEY_LINE))
+        yield Server(server.url, admin_key_file(work / "data"))
     finally:
         server.stop()
 

@@ -24,7 +24,6 @@ CHROMIUM_ARGS = [
 #: Screenshots of each step (gitignored); the README's picture goes to docs/.
 SHOTS = REPO / "test-output" / "web"
 README_SHOT = REPO / "docs" / "web-identify.png"
-KEY_LINE = "admin API key (shown once, store it now):"
 
 
 @dataclass

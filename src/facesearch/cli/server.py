@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,12 +21,29 @@ DataDir = Annotated[
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 
+ADMIN_KEY_FILE = "admin-key.txt"
+
+
 def bootstrap_admin_key(store: Store) -> str | None:
     """On a store without any key, create an admin key and return it (else None)."""
     if store.count_api_keys(active_only=False) > 0:
         return None
     _, plaintext = store.create_api_key("admin (first run)", "admin")
     return plaintext
+
+
+def write_key_file(data_dir: Path, key: str) -> Path:
+    """Write the first admin key to ``<data_dir>/admin-key.txt``, readable by this user only
+    (created with mode 0600, never over an existing file)."""
+    import os
+
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        path.unlink()  # a key file of a data folder that has no key any more
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return path
 
 
 def _url(host: str, port: int) -> str:
@@ -56,8 +74,14 @@ def serve(
     try:
         key = bootstrap_admin_key(service.store)
         if key is not None:
-            # stdout only, never a logger: the key must not end up in log files.
-            typer.echo(f"admin API key (shown once, store it now): {key}")
+            # Never a logger, and stdout only when it is a terminal: under systemd or Docker stdout
+            # is the log. The file is the one place the key is kept.
+            where = write_key_file(settings.data_dir, key)
+            typer.echo(
+                f"admin API key written to {where.resolve()} (mode 0600): store it, then delete the file"
+            )
+            if sys.stdout.isatty():
+                typer.echo(f"admin API key (shown once, store it now): {key}")
         url = _url(host, port)
         if settings.default_pack == "auto" and service.default_pack == "dlib":
             from facesearch.pipeline.models_install import INSTALL_COMMAND
