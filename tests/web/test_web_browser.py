@@ -258,3 +258,16 @@ def test_walkthrough(page: Any, web_server: Server, shots: Path, faces_dir: Path
     expect(cards).to_have_count(1)
     expect(page.locator("#persons-msg")).to_contain_text("Joe Biden deleted")
     print(f"\nweb walk-through: {time.monotonic() - started:.1f} s; screenshots in {shots}")
+
+
+def test_api_docs_work_offline_from_this_origin_only(page: Any, web_server: Server, shots: Path) -> None:
+    """/docs is Swagger UI from the installed fastapi-offline package: every request stays on this
+    server (nothing from a CDN), under a CSP with no inline script (#15 point 8)."""
+    origins: list[str] = []
+    page.on("request", lambda r: origins.append(r.url.split("/")[2]))
+    page.goto(f"{web_server.url}/docs")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text("/v1/collections/{collection}/identify", exact=True).first).to_be_visible()
+    host = web_server.url.split("/")[2]
+    assert origins and set(origins) == {host}, sorted(set(origins))
+    shot(page, shots, "90-api-docs")

@@ -97,7 +97,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # the page at /docs is served from the installed package (web/)
         redoc_url=None,
     )
     app.state.settings = settings
