@@ -128,10 +128,15 @@ class StoreBase:
         return row
 
     def _person(self, s: Session, coll: DbCollection | None, ref: Ref) -> DbPerson:
+        """A person by pk or uid; within a collection also by external id (a uid wins)."""
         if isinstance(ref, int):
             row = s.get(DbPerson, ref)
         else:
             row = s.scalar(select(DbPerson).where(DbPerson.uid == ref))
+            if (row is None or (coll is not None and row.collection_id != coll.id)) and coll is not None:
+                row = s.scalar(
+                    select(DbPerson).where(DbPerson.collection_id == coll.id, DbPerson.external_id == ref)
+                )
         if row is None or (coll is not None and row.collection_id != coll.id):
             details: dict[str, Any] = {"person": ref}
             if coll is not None:
