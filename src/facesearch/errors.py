@@ -132,3 +132,9 @@ class ImageUnprocessable(FaceSearchError):
     """This photo made a worker process crash more than once: it is refused, not retried."""
 
     code = "IMAGE_UNPROCESSABLE"
+
+
+class AddressInUse(FaceSearchError):
+    """The server cannot listen on the address and port it was given."""
+
+    code = "ADDRESS_IN_USE"

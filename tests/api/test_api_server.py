@@ -188,3 +188,20 @@ def test_readme_walkthrough(tmp_path: Path, faces_dir: Path, capsys: pytest.Capt
         code = server.stop()
     # uvicorn shuts down cleanly on SIGTERM (closing the service), then re-raises the signal.
     assert code in (0, -15) and "Application shutdown complete" in server.stderr()
+
+
+@pytest.mark.integration
+def test_a_taken_port_fails_before_serving_is_announced(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        run = subprocess.run(
+            serve_cmd(tmp_path / "data", port, 0), capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "error ADDRESS_IN_USE: cannot listen on 127.0.0.1:" in run.stderr
+    assert "serving" not in run.stdout and "admin API key" not in run.stdout

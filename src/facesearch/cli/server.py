@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,6 +11,7 @@ import typer
 
 from facesearch.cli.common import handle_errors, print_json
 from facesearch.cli.context import settings_for
+from facesearch.errors import AddressInUse
 
 if TYPE_CHECKING:
     from facesearch.storage import Store
@@ -50,6 +52,23 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is loaded or printed (ADDRESS_IN_USE when taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AddressInUse(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", details={"host": host, "port": port}
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 @handle_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -69,6 +88,7 @@ def serve(
     settings = settings_for(data_dir)
     if workers is not None:
         settings = settings.model_copy(update={"workers": max(0, workers)})
+    sock = _bind(host, port)  # a taken port fails now, before models load and before "serving at"
     app = create_app(settings)
     service = app.state.service
     try:
@@ -92,9 +112,10 @@ def serve(
                 err=True,
             )
         typer.echo(f"facesearch serving {settings.data_dir.resolve()} at {url} (API docs: {url}/docs)")
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
     finally:
         service.close()
+        sock.close()
 
 
 def _open_store(data_dir: Path | None) -> Store:
