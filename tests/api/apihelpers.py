@@ -17,6 +17,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
@@ -64,6 +65,16 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert body["success"] is False, body
     assert body["error"]["code"] == code, body
     return dict(body["error"])
+
+
+@contextmanager
+def staff_client(data_dir: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """A TestClient over the fake app with an admin key's headers and an empty collection "staff"."""
+    app = fake_app(data_dir)
+    with TestClient(app) as c:
+        h = {"X-API-Key": new_key(app, "admin")}
+        assert c.post("/v1/collections", headers=h, json={"name": "staff"}).status_code == 201
+        yield c, h
 
 
 def free_port() -> int:

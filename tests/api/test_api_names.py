@@ -7,17 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apihelpers import assert_error, fake_app, new_key
+from apihelpers import assert_error, staff_client
 from fastapi.testclient import TestClient
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    app = fake_app(tmp_path)
-    with TestClient(app) as c:
-        h = {"X-API-Key": new_key(app, "admin")}
-        assert c.post("/v1/collections", headers=h, json={"name": "staff"}).status_code == 201
-        yield c, h
+    with staff_client(tmp_path) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apihelpers import assert_error, fake_app, new_key
+from apihelpers import assert_error, staff_client
 from fastapi.testclient import TestClient
 
 from facesearch.domain import GROUPS_MAX, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, METADATA_MAX_KEYS
@@ -31,11 +31,8 @@ def nested(depth: int) -> dict[str, Any]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    app = fake_app(tmp_path)
-    with TestClient(app) as c:
-        h = {"X-API-Key": new_key(app, "admin")}
-        assert c.post("/v1/collections", headers=h, json={"name": "staff"}).status_code == 201
-        yield c, h
+    with staff_client(tmp_path) as pair:
+        yield pair
 
 
 BAD_METADATA = [

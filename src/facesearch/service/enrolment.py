@@ -115,19 +115,21 @@ class Enroller:
                 f"this person already has {len(target.faces)} faces, the collection's limit",
                 field="max_faces_per_person",
             )
-        new = self.face_from_photo(coll, image, options)
-        # The limit is checked again, and the same photo refused (Conflict), inside the write
-        # transaction: concurrent calls cannot go past either.
+        return self._store(coll, target.id, self.face_from_photo(coll, image, options))
+
+    def _store(self, coll: Collection, person: str, new: NewFace) -> Face:
+        """Store one more face of a person; the face limit is checked again, and the same photo
+        refused (Conflict), inside the write transaction: concurrent calls cannot go past either."""
         stored = self.store.add_face(
             coll.pk,
-            target.id,
+            person,
             new.pack,
             new.embedding,
             new.box,
             new.quality,
             new.thumbnail,
             new.content_hash,
-            max_faces=limit,
+            max_faces=int(coll.setting("max_faces_per_person")),
         )
         self.follower.sync()
         return stored
@@ -148,23 +150,10 @@ class Enroller:
             decision = pack.distance_for_similarity(pack.default_threshold)
             if nearest <= NEAR_DUPLICATE_DISTANCE_RATIO * decision:
                 return None
-        new = new_face(found, image)
         try:
-            stored = self.store.add_face(
-                coll.pk,
-                best.person.id,
-                new.pack,
-                new.embedding,
-                new.box,
-                new.quality,
-                new.thumbnail,
-                new.content_hash,
-                max_faces=int(coll.setting("max_faces_per_person")),
-            )
+            return self._store(coll, best.person.id, new_face(found, image)).id
         except (Conflict, ValidationError):  # the same photo, or the person filled up meanwhile
             return None
-        self.follower.sync()
-        return stored.id
 
     def enroll_unknown(
         self, coll: Collection, found: FaceObservation, image: bytes, options: SearchOptions
