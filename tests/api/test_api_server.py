@@ -205,3 +205,20 @@ def test_a_taken_port_fails_before_serving_is_announced(tmp_path: Path) -> None:
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert "error ADDRESS_IN_USE: cannot listen on 127.0.0.1:" in run.stderr
     assert "serving" not in run.stdout and "admin API key" not in run.stdout
+
+
+def test_the_listening_socket_sends_without_delay() -> None:
+    """serve binds its own socket; without TCP_NODELAY every response waited ~40 ms for an ACK."""
+    import socket
+
+    from facesearch.cli.server import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        with socket.create_connection(sock.getsockname()[:2]):
+            conn, _ = sock.accept()
+            with conn:  # what the server answers on
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()

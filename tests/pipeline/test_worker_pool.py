@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from poolwork import echo_pid
 
-from facesearch.errors import ImageUnprocessable
+from facesearch.errors import ImageUnprocessable, WorkersUnavailable
 from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,7 @@ def test_a_request_in_flight_when_its_worker_dies_is_retried(pool: ProcessAnalyz
 
 
 def test_a_poison_photo_is_refused_and_the_pool_keeps_working(pool: ProcessAnalyzer) -> None:
+    assert isinstance(pool.analyse(req(b"warm")), int)
     with pytest.raises(ImageUnprocessable) as info:
         pool.analyse(req(b"poison"))  # crashes a worker, is retried once, crashes the next one
     assert info.value.code == "IMAGE_UNPROCESSABLE" and info.value.details["crashes"] == 2
@@ -73,6 +74,13 @@ def test_a_poison_photo_is_refused_and_the_pool_keeps_working(pool: ProcessAnaly
     with pytest.raises(ImageUnprocessable):
         pool.analyse(req(b"poison"))  # refused at once now: no third crash
     assert pool.restarts == 2
+
+
+def test_a_pool_that_never_answered_blames_no_photo(pool: ProcessAnalyzer) -> None:
+    # Nothing has worked yet (a broken install, a pack that crashes on load): not the photo's fault.
+    with pytest.raises(WorkersUnavailable):
+        pool.analyse(req(b"poison"))
+    assert isinstance(pool.analyse(req(b"fine")), int)
 
 
 CHILD = """

@@ -166,6 +166,7 @@ class ProcessAnalyzer:
         self._work = work or _work
         self._lock = threading.Lock()
         self._crashes: OrderedDict[str, int] = OrderedDict()
+        self._answered = 0  # requests the pool has answered: a pool that never works blames no photo
         self.restarts = 0
         self._closed = False
         self._pool, self._starting = self._start()
@@ -217,11 +218,13 @@ class ProcessAnalyzer:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                return pool.submit(self._work, request).result()
+                result = pool.submit(self._work, request).result()
+                self._answered += 1
+                return result
             except BrokenProcessPool:
                 crashes = self._crashed(key)
                 self._replace(pool)
-                if crashes >= POISON_CRASHES:
+                if crashes >= POISON_CRASHES and self._answered > 0:
                     raise ImageUnprocessable(
                         "this photo made the analysis crash twice: it is refused",
                         details={"crashes": crashes},
