@@ -215,25 +215,37 @@ class ProcessAnalyzer:
                 "this photo made the analysis crash before: it is refused",
                 details={"crashes": POISON_CRASHES},
             )
-        for attempt in (1, 2):
+        attempt = refused = 0
+        while True:
             pool = self._pool
             try:
-                result = pool.submit(self._work, request).result()
+                future = pool.submit(self._work, request)
+            except (BrokenProcessPool, RuntimeError):
+                # Broken before this request (a worker died between requests), or replaced and shut
+                # down meanwhile: not this photo's doing; take a new pool, a bounded number of times.
+                refused += 1
+                if self._closed or refused > 3:
+                    raise WorkersUnavailable("the worker processes could not be restarted") from None
+                self._replace(pool)
+                continue
+            try:
+                result = future.result()
                 self._answered += 1
                 return result
             except BrokenProcessPool:
-                crashes = self._crashed(key)
+                attempt += 1
+                # A pool that has never answered blames no photo (a broken install, say).
+                crashes = self._crashed(key) if self._answered > 0 else 0
                 self._replace(pool)
-                if crashes >= POISON_CRASHES and self._answered > 0:
+                if crashes >= POISON_CRASHES:
                     raise ImageUnprocessable(
                         "this photo made the analysis crash twice: it is refused",
                         details={"crashes": crashes},
                     ) from None
-                if attempt == 2:
+                if attempt >= 2:
                     raise WorkersUnavailable(
                         "the worker processes stopped during this request; they were restarted, try again"
                     ) from None
-        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
