@@ -28,8 +28,6 @@ from facesearch.storage import Store
 #: A collection as callers name it (id or name), or already resolved for this request.
 CollectionRef = str | Collection
 
-PERSON_PAGE_MAX = 1000
-
 
 class Catalogue:
     """Collections, persons, groups and faces (``default_pack``: for new collections)."""
@@ -108,9 +106,8 @@ class Catalogue:
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[Person], str | None]:
-        """A page of persons and the cursor of the next page (None at the end)."""
-        if not 1 <= limit <= PERSON_PAGE_MAX:
-            raise ValidationError(f"limit must be from 1 to {PERSON_PAGE_MAX}", field="limit")
+        """A page of persons and the cursor of the next page (None at the end; the store checks
+        the page size)."""
         coll = self.resolve(collection)
         return self.store.list_persons(coll.pk, group, external_id, name_prefix, limit, cursor)
 

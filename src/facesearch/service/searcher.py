@@ -336,12 +336,12 @@ class Searcher:
             if len(references) == 0:
                 raise ValidationError("this person has no enrolled face", field="person")
             setting = coll.setting("default_threshold")
-            default = self.models.pack(pack_name).default_threshold if setting is None else float(setting)
         else:
             pack_name = pack or self.default_pack
-            default = self.models.pack(pack_name).default_threshold
-        limit = default if options.threshold is None else options.threshold
+            setting = None
         model = self.models.pack(pack_name)
+        default = model.default_threshold if setting is None else float(setting)
+        limit = default if options.threshold is None else options.threshold
         how = AnalyseOptions(crop=options.crop)
         analysis_a = self.models.analyse(pack_name, image_a, how)
         a = analysis_a.faces[0]

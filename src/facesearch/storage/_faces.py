@@ -36,6 +36,20 @@ from facesearch.storage.tables import (
 )
 
 
+def _person_faces(s: Session, person_pk: int) -> int:
+    """How many faces a person has (in the caller's transaction)."""
+    return int(s.scalar(select(func.count()).where(DbFace.person_id == person_pk)) or 0)
+
+
+def _same_photo(s: Session, coll_pk: int, person_pk: int | None, content_hash: str) -> list[tuple[int, Face]]:
+    """The oldest face of the collection (and of the person, when given) from these image bytes,
+    as ``_query_faces`` returns it (empty: none), in the caller's transaction."""
+    where = [DbFace.collection_id == coll_pk, DbFace.content_hash == content_hash]
+    if person_pk is not None:
+        where.append(DbFace.person_id == person_pk)
+    return _query_faces(s, *where, limit=1)
+
+
 def _query_faces(s: Session, *where: ColumnElement[bool], limit: int | None = None) -> list[tuple[int, Face]]:
     """(primary key, face) of the faces matching ``where``, oldest first."""
     stmt = (
@@ -89,25 +103,12 @@ class FacesMixin(StoreBase):
         with self._write() as s:
             coll = self._collection(s, collection_id)
             person = self._person(s, coll, person_id)
-            if max_faces is not None:
-                have = int(
-                    s.scalar(select(func.count()).select_from(DbFace).where(DbFace.person_id == person.id))
-                    or 0
+            if max_faces is not None and (have := _person_faces(s, person.id)) >= max_faces:
+                raise ValidationError(
+                    f"this person already has {have} faces, the collection's limit",
+                    field="max_faces_per_person",
                 )
-                if have >= max_faces:
-                    raise ValidationError(
-                        f"this person already has {have} faces, the collection's limit",
-                        field="max_faces_per_person",
-                    )
-            if (
-                content_hash is not None
-                and s.scalar(
-                    select(DbFace.id)
-                    .where(DbFace.person_id == person.id, DbFace.content_hash == content_hash)
-                    .limit(1)
-                )
-                is not None
-            ):
+            if content_hash is not None and _same_photo(s, coll.id, person.id, content_hash):
                 raise Conflict(
                     "this photo is already enrolled for this person", details={"person": person.uid}
                 )
@@ -225,8 +226,7 @@ class FacesMixin(StoreBase):
     def person_face_count(self, person_id: Ref) -> int:
         """How many faces the person (uid or primary key) has."""
         with self._read() as s:
-            person = self._person(s, None, person_id)
-            return int(s.scalar(select(func.count()).where(DbFace.person_id == person.id)) or 0)
+            return _person_faces(s, self._person(s, None, person_id).id)
 
     def person_embeddings(self, person_id: Ref) -> npt.NDArray[np.float32]:
         """The person's face embeddings, oldest first, as an (n, dim) float32 matrix."""
@@ -243,10 +243,8 @@ class FacesMixin(StoreBase):
         """The oldest face of the collection (and of the person, when given) from the same image bytes."""
         with self._read() as s:
             coll = self._collection(s, collection_id)
-            where = [DbFace.collection_id == coll.id, DbFace.content_hash == content_hash]
-            if person_id is not None:
-                where.append(DbFace.person_id == self._person(s, coll, person_id).id)
-            found = _query_faces(s, *where, limit=1)
+            person = self._person(s, coll, person_id).id if person_id is not None else None
+            found = _same_photo(s, coll.id, person, content_hash)
             return found[0][1] if found else None
 
     # --- change log ---------------------------------------------------------------

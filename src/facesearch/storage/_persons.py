@@ -146,7 +146,7 @@ class PersonsMixin(StoreBase):
         ``name_prefix`` matches case-insensitively.
         """
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise ValidationError(f"limit must be 1 to {MAX_LIMIT}", field="limit")
+            raise ValidationError(f"limit must be from 1 to {MAX_LIMIT}", field="limit")
         with self._read() as s:
             coll = self._collection(s, collection_id)
             stmt = select(DbPerson).where(DbPerson.collection_id == coll.id)
