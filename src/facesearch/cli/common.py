@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_BAD_INPUT = 2
+
+#: The options every command that opens the data folder, or prints JSON, takes.
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="data folder (default: $FACESEARCH_DATA_DIR or ./data)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from facesearch.cli.common import handle_errors, print_json
+from facesearch.cli.common import JsonOpt, handle_errors, print_json
 from facesearch.errors import ValidationError
 
 eval_app = typer.Typer(
@@ -23,7 +23,6 @@ eval_app = typer.Typer(
 )
 
 PackOpt = Annotated[str, typer.Option(help="model pack")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 CacheOpt = Annotated[
     Path | None,
     typer.Option(

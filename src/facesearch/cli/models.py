@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facesearch.cli.common import handle_errors, print_json
+from facesearch.cli.common import JsonOpt, handle_errors, print_json
 from facesearch.errors import ValidationError
 
 models_app = typer.Typer(
@@ -51,7 +51,7 @@ def install(
 @handle_errors
 def list_packs(
     models_dir: Annotated[Path | None, typer.Option(help="models folder (default as for install)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The model packs, whether their weights are installed, and where."""
     from facesearch.pipeline.dlib_pack import models_dir as dlib_models_dir

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from facesearch.cli.common import handle_errors, print_json, read_photo
+from facesearch.cli.common import JsonOpt, handle_errors, print_json, read_photo
 from facesearch.config import Settings
 from facesearch.domain import FaceObservation
 from facesearch.pipeline import FacePipeline, build_pack
@@ -28,7 +28,7 @@ def face_dict(face: FaceObservation) -> dict[str, Any]:
 @handle_errors
 def detect(
     image: Annotated[Path, typer.Argument(help="photo to scan (JPEG, PNG or WebP)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     pack: Annotated[str, typer.Option(help="model pack")] = "dlib",
     min_face_size: Annotated[int, typer.Option(help="smallest face, in pixels")] = 32,
 ) -> None:
@@ -77,7 +77,7 @@ def detect(
 def compare(
     image_a: Annotated[Path, typer.Argument(help="first photo")],
     image_b: Annotated[Path, typer.Argument(help="second photo")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     pack: Annotated[str, typer.Option(help="model pack")] = "dlib",
     threshold: Annotated[float | None, typer.Option(help="similarity needed for 'same person'")] = None,
 ) -> None:

@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from facesearch.cli.common import handle_errors, print_json
+from facesearch.cli.common import DataDir, JsonOpt, handle_errors, print_json
 from facesearch.cli.context import settings_for
 from facesearch.errors import AddressInUse
 
 if TYPE_CHECKING:
     from facesearch.storage import Store
 
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="data folder (default: $FACESEARCH_DATA_DIR or ./data)")
-]
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -154,7 +151,7 @@ def keys_create(
 @keys_app.command("list")
 @handle_errors
 def keys_list(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """List API keys (never the keys themselves: id, name, prefix, role, collections, dates)."""

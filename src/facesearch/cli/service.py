@@ -11,15 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from facesearch.cli.common import handle_errors, print_json, read_photo
+from facesearch.cli.common import DataDir, JsonOpt, handle_errors, print_json, read_photo
 from facesearch.cli.context import settings_for
 from facesearch.errors import FaceSearchError, ValidationError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="data folder (default: $FACESEARCH_DATA_DIR or ./data)")
-]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name or id")]
 
 collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
@@ -68,9 +65,7 @@ def collections_create(
 
 @collections_app.command("list")
 @handle_errors
-def collections_list(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False, data_dir: DataDir = None
-) -> None:
+def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None:
     """List collections with their person and face counts."""
     svc = open_service(data_dir)
     try:
@@ -242,7 +237,7 @@ def identify(
     top_k: Annotated[int, typer.Option("--top-k", help="how many matches, 1-100")] = 1,
     threshold: ThresholdOpt = None,
     max_false_positive_rate: FprOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """Who is this? The best matches of the photo's central face in a collection ("unknown" when
@@ -322,7 +317,7 @@ def persons_list(
     group: Annotated[str | None, typer.Option(help="only this group")] = None,
     limit: Annotated[int, typer.Option(help="page size, 1-1000")] = 50,
     cursor: Annotated[str | None, typer.Option(help="cursor printed by the previous page")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """List the persons of a collection, a page at a time."""
