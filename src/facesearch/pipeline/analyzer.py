@@ -209,8 +209,10 @@ class ProcessAnalyzer:
             return n
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
-        key = hashlib.sha256(request.data).hexdigest()
-        if self._crashes.get(key, 0) >= POISON_CRASHES:
+        def key() -> str:  # hashed only once some photo has crashed a worker: not on the hot path
+            return hashlib.sha256(request.data).hexdigest()
+
+        if self._crashes and self._crashes.get(key(), 0) >= POISON_CRASHES:
             raise ImageUnprocessable(
                 "this photo made the analysis crash before: it is refused",
                 details={"crashes": POISON_CRASHES},
@@ -235,7 +237,7 @@ class ProcessAnalyzer:
             except BrokenProcessPool:
                 attempt += 1
                 # A pool that has never answered blames no photo (a broken install, say).
-                crashes = self._crashed(key) if self._answered > 0 else 0
+                crashes = self._crashed(key()) if self._answered > 0 else 0
                 self._replace(pool)
                 if crashes >= POISON_CRASHES:
                     raise ImageUnprocessable(
