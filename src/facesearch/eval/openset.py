@@ -122,10 +122,9 @@ class GalleryReport:
 
 
 def _bucket_order(label: str) -> int:
-    digits = "".join(c if c.isdigit() else " " for c in label).split()
-    if not digits:  # "no face"
-        return 1 << 30
-    return -1 if label.startswith("<") else int(digits[0])
+    """Buckets from the smallest faces up; "no face" last."""
+    labels = [size_bucket(low) for low in SIZE_BUCKETS]
+    return labels.index(label) if label in labels else len(labels)
 
 
 @dataclass(frozen=True)
