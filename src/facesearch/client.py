@@ -397,7 +397,10 @@ class Client:
     # --- API keys (admin) -------------------------------------------------------------------
 
     def create_key(self, name: str, role: str, collections: Sequence[str] | None = None) -> dict[str, Any]:
-        """A new API key; the key itself is in ``["key"]``, shown only this once."""
+        """A new API key; the key itself is in ``["key"]``, shown only this once.
+
+        ``collections`` (ids or names of existing collections) limits it; it binds to their ids.
+        """
         body = {
             "name": name,
             "role": role,

@@ -83,7 +83,9 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
         svc.create_collection(name)
         svc.create_person(name, external_id=f"{name}-1", images=[person_photo(*colour)])
     keys = {role: new_key(app, role) for role in ("reader", "writer", "admin")}
-    keys["limited"] = new_key(app, "reader", ["staff", "ghost"])
+    svc.create_collection("gone")
+    keys["limited"] = new_key(app, "reader", ["staff", "gone"])
+    svc.delete_collection("gone")  # the key keeps the id of a collection that is no more
     keys["limited_admin"] = new_key(app, "admin", ["staff"])
     with TestClient(app) as client:
         yield {"app": app, "client": client, "keys": keys, "svc": svc}
@@ -218,10 +220,14 @@ def test_collection_limited_key(env: dict[str, Any]) -> None:
     ]
     for method, url, kw in forbidden:
         assert_error(call(client, method, url, key, **kw), 403, "FORBIDDEN")
-    # Its own collections work; a listed name that does not exist is a plain NOT_FOUND.
+    # Its own collections work; one of its own, since deleted, is NOT_FOUND by its id and
+    # FORBIDDEN by its old name (a name binds nothing).
     assert call(client, "GET", "/v1/collections/staff", key).status_code == 200
     assert call(client, "POST", "/v1/collections/staff/identify", key, files=photo).status_code == 200
-    assert_error(call(client, "GET", "/v1/collections/ghost", key), 404, "NOT_FOUND")
+    bound = [uid for k in svc.store.list_api_keys() if k.collections for uid in k.collections]
+    gone_id = next(uid for uid in bound if uid not in {c.id for c in svc.list_collections()})
+    assert_error(call(client, "GET", f"/v1/collections/{gone_id}", key), 404, "NOT_FOUND")
+    assert_error(call(client, "GET", "/v1/collections/gone", key), 403, "FORBIDDEN")
     staff_face = svc.list_persons("staff")[0][0]
     face_id = svc.get_person("staff", staff_face.id).faces[0].id
     r = call(client, "GET", f"/v1/faces/{face_id}/image", key)
@@ -235,9 +241,49 @@ def test_limited_admin_cannot_escape_its_collections(env: dict[str, Any]) -> Non
     assert_error(call(client, "GET", "/v1/keys", key), 403, "FORBIDDEN")
     assert_error(call(client, "POST", "/v1/collections", key, json={"name": "other"}), 403, "FORBIDDEN")
     assert_error(call(client, "DELETE", "/v1/collections/secret", key), 403, "FORBIDDEN")
-    assert_error(
-        call(client, "PATCH", "/v1/collections/staff", key, json={"name": "renamed"}), 403, "FORBIDDEN"
+    # Renaming its own collection is allowed: the key is bound to the id and keeps reaching it.
+    r = call(client, "PATCH", "/v1/collections/staff", key, json={"name": "renamed"})
+    assert r.status_code == 200
+    assert call(client, "GET", "/v1/collections/renamed", key).status_code == 200
+
+
+def test_keys_bind_to_collection_ids_not_names(env: dict[str, Any]) -> None:
+    """#15.6: a key limited to 'staff' must not reach a new collection that takes the old name."""
+    client: TestClient = env["client"]
+    admin, limited = env["keys"]["admin"], env["keys"]["limited"]
+    svc = env["svc"]
+    staff_id = svc.collection("staff").id
+    assert (
+        call(client, "PATCH", "/v1/collections/staff", admin, json={"name": "staff-2025"}).status_code == 200
     )
+    assert call(client, "POST", "/v1/collections", admin, json={"name": "staff"}).status_code == 201
+    svc.create_person("staff", external_id="newcomer", images=[person_photo(50, 60)])
+    # The new 'staff' is someone else's: the limited key cannot read it or its persons.
+    assert_error(call(client, "GET", "/v1/collections/staff", limited), 403, "FORBIDDEN")
+    assert_error(call(client, "GET", "/v1/collections/staff/persons", limited), 403, "FORBIDDEN")
+    # The renamed collection is still its own, by new name and by id.
+    for ref in ("staff-2025", staff_id):
+        r = call(client, "GET", f"/v1/collections/{ref}/persons", limited)
+        assert r.status_code == 200 and [p["external_id"] for p in r.json()["data"]["persons"]] == ["staff-1"]
+    listed = [
+        c["name"] for c in call(client, "GET", "/v1/collections", limited).json()["data"]["collections"]
+    ]
+    assert listed == ["staff-2025"]
+    # The key listing shows what each key reaches, by id and current name.
+    keys = call(client, "GET", "/v1/keys", admin).json()["data"]["keys"]
+    reach = {k["prefix"]: k["collections"] for k in keys}
+    assert reach[limited[:8]] == [{"id": staff_id, "name": "staff-2025"}]
+    assert reach[env["keys"]["reader"][:8]] is None
+
+
+def test_a_key_cannot_be_limited_to_a_collection_that_does_not_exist(env: dict[str, Any]) -> None:
+    client: TestClient = env["client"]
+    admin = env["keys"]["admin"]
+    body = {"name": "cam", "role": "reader", "collections": ["staff", "nope"]}
+    assert_error(call(client, "POST", "/v1/keys", admin, json=body), 404, "NOT_FOUND")
+    body["collections"] = []
+    assert_error(call(client, "POST", "/v1/keys", admin, json=body), 422, "VALIDATION_ERROR")
+    assert call(client, "GET", "/v1/keys", admin).json()["data"]["keys"][-1]["name"] != "cam"
 
 
 def test_keys_over_http(env: dict[str, Any]) -> None:
@@ -249,7 +295,8 @@ def test_keys_over_http(env: dict[str, Any]) -> None:
     assert r.status_code == 201
     created = r.json()["data"]
     assert created["key"].startswith("fs_") and created["id"].startswith("key_")
-    assert created["collections"] == ["staff"] and created["role"] == "reader"
+    staff_id = env["svc"].collection("staff").id
+    assert created["collections"] == [{"id": staff_id, "name": "staff"}] and created["role"] == "reader"
     assert call(client, "GET", "/v1/collections/staff", created["key"]).status_code == 200
     listing = call(client, "GET", "/v1/keys", admin)
     assert created["key"] not in listing.text

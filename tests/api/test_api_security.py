@@ -50,7 +50,7 @@ def client(store: Store) -> TestClient:
     @app.post("/collections/{name}/persons")
     def enrol(name: str, p: Annotated[Principal, Depends(principal)]) -> dict[str, object]:
         p.require("write")
-        p.check_collection(name)
+        p.check_collection(store.collection_info(name).id, name)
         return success({"collection": name})
 
     return TestClient(app)
@@ -120,10 +120,12 @@ def test_revoked_key(client: TestClient, store: Store) -> None:
 
 def test_role_and_collection_checks_over_http(client: TestClient, store: Store) -> None:
     _, reader = store.create_api_key("r", "reader")
+    store.create_collection("staff")
     _, writer = store.create_api_key("w", "writer", collections=["staff"])
     r = client.post("/collections/staff/persons", headers={"X-API-Key": reader})
     assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
     assert client.post("/collections/staff/persons", headers={"X-API-Key": writer}).status_code == 200
+    store.create_collection("visitors")
     r = client.post("/collections/visitors/persons", headers={"X-API-Key": writer})
     assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
 
@@ -157,18 +159,22 @@ def test_collection_limited_key() -> None:
     with pytest.raises(Forbidden) as other:
         p.check_collection("visitors")
     assert missing.value.message == other.value.message  # existence is not revealed
-    assert p.visible(["visitors", "vip", "staff"]) == ["vip", "staff"]
+    assert [c for c in ("visitors", "vip", "staff") if p.allows(c)] == ["vip", "staff"]
+    with pytest.raises(Forbidden):
+        p.require_unlimited("manage API keys")
     unlimited = Principal("key_2", "k", "reader")
     unlimited.check_collection("anything")
-    assert unlimited.visible(["a", "b"]) == ["a", "b"]
+    unlimited.require_unlimited("manage API keys")
 
 
 def test_principal_from_store_record(store: Store) -> None:
-    record, key = store.create_api_key("scoped", "writer", collections=["a", "b"])
+    a, b = store.create_collection("a"), store.create_collection("b")
+    record, key = store.create_api_key("scoped", "writer", collections=["a", b.id, "a"])
     verified = store.verify_api_key(key)
     assert verified is not None
     p = Principal.from_record(verified)
-    assert (p.key_id, p.name, p.role, p.collections) == (record.id, "scoped", "writer", ("a", "b"))
+    assert (p.key_id, p.name, p.role, p.collections) == (record.id, "scoped", "writer", (a.id, b.id))
+    assert record.reaches == ((a.id, "a"), (b.id, "b"))
 
 
 def test_redact_text() -> None:

@@ -79,6 +79,8 @@ def test_serve_writes_the_first_admin_key_to_a_private_file_and_never_logs_it(
 def test_keys_commands(tmp_path: Path) -> None:
     runner = CliRunner()
     data = ["--data-dir", str(tmp_path)]
+    for name in ("a", "b"):
+        assert runner.invoke(cli_app, ["collections", "create", name, *data]).exit_code == 0
     made = runner.invoke(
         cli_app, ["keys", "create", "door", "--role", "writer", "--collections", "a,b", *data]
     )

@@ -54,7 +54,7 @@ def test_list_text_and_json_show_what_was_created(cli: Cli, tmp_path: Path) -> N
 
     rows = {r["name"]: r for r in listed(cli, tmp_path)}
     assert set(rows) == {"guards", "visitors"}
-    # The fields the JSON has always had (more may be added).
+    # The HTTP API's fields (GET /v1/collections), so one parser reads both.
     assert (
         rows["guards"].items()
         >= {
@@ -62,8 +62,8 @@ def test_list_text_and_json_show_what_was_created(cli: Cli, tmp_path: Path) -> N
             "name": "guards",
             "kind": "watchlist",
             "pack": "dlib",
-            "persons": 0,
-            "faces": 0,
+            "person_count": 0,
+            "face_count": 0,
         }.items()
     )
     assert rows["visitors"]["kind"] == "internal"

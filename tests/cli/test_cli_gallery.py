@@ -107,7 +107,7 @@ def test_enroll_again_skips_every_enrolled_photo(cli: Cli, gallery: Gallery, fac
     assert again.exit_code == 0, again.output
     assert summary(again) == (0, N_PHOTOS, 0)
     rows = json.loads(cli("collections", "list", "--json", "--data-dir", gallery.data).stdout)
-    assert (rows[0]["persons"], rows[0]["faces"]) == (len(PEOPLE), N_PHOTOS)
+    assert (rows[0]["person_count"], rows[0]["face_count"]) == (len(PEOPLE), N_PHOTOS)
 
 
 # --- collections list after enrolment -------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_collections_list_counts_persons_and_faces(cli: Cli, gallery: Gallery) -
     assert fields[:5] == [COLLECTION, str(len(PEOPLE)), "persons", str(N_PHOTOS), "faces"]
     as_json = cli("collections", "list", "--json", "--data-dir", gallery.data)
     [row] = json.loads(as_json.stdout)
-    assert row["name"] == COLLECTION and row["persons"] == len(PEOPLE) and row["faces"] == N_PHOTOS
+    assert row["name"] == COLLECTION and row["person_count"] == len(PEOPLE) and row["face_count"] == N_PHOTOS
     assert row["id"] == fields[-1]
 
 

@@ -38,6 +38,8 @@ def test_create_defaults_to_a_reader_on_all_collections(cli: Cli, tmp_path: Path
 
 
 def test_secret_is_shown_once_and_never_listed(cli: Cli, tmp_path: Path) -> None:
+    for name in ("lobby", "garage"):
+        assert cli("collections", "create", name, "--data-dir", tmp_path).exit_code == 0
     door, door_secret = create_key(
         cli, tmp_path, "door", "--role", "writer", "--collections", "lobby, garage"
     )
@@ -71,10 +73,27 @@ def test_secret_is_shown_once_and_never_listed(cli: Cli, tmp_path: Path) -> None
         "last_used_at",
         "revoked_at",
     }
-    assert keys[door.group(2)]["collections"] == ["lobby", "garage"]
+    assert [c["name"] for c in keys[door.group(2)]["collections"]] == ["lobby", "garage"]
+    assert all(c["id"].startswith("col_") for c in keys[door.group(2)]["collections"])
     assert keys[door.group(2)]["prefix"] == door_secret[:8]
     assert keys[admin.group(2)]["collections"] is None
     assert keys[admin.group(2)]["revoked_at"] is None and keys[admin.group(2)]["last_used_at"] is None
+
+
+def test_keys_follow_a_renamed_collection_and_refuse_unknown_ones(cli: Cli, tmp_path: Path) -> None:
+    assert cli("collections", "create", "lobby", "--data-dir", tmp_path).exit_code == 0
+    create_key(cli, tmp_path, "door", "--collections", "lobby")
+    renamed = cli("collections", "update", "lobby", "--name", "hall", "--data-dir", tmp_path)
+    assert renamed.exit_code == 0, renamed.output
+    assert cli("collections", "create", "lobby", "--data-dir", tmp_path).exit_code == 0
+    rows = cli("keys", "list", "--data-dir", tmp_path).stdout.split()
+    assert "hall" in rows and "lobby" not in rows
+    unknown = cli("keys", "create", "x", "--collections", "nope", "--data-dir", tmp_path)
+    assert unknown.exit_code == 2 and "NOT_FOUND" in unknown.output and "nope" in unknown.output
+    empty = cli("keys", "create", "x", "--collections", "", "--data-dir", tmp_path)
+    assert empty.exit_code == 2 and "VALIDATION_ERROR" in empty.output
+    blank = cli("keys", "create", " ", "--data-dir", tmp_path)
+    assert blank.exit_code == 2 and "VALIDATION_ERROR" in blank.output
 
 
 def test_revoke_marks_only_that_key(cli: Cli, tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from facesearch.storage.tables import DbApiKey
 
 
 def test_only_the_hash_is_stored(store: Store, db_path: Path) -> None:
+    staff = store.create_collection("staff")
     record, key = store.create_api_key("ci", "writer", ["staff"])
     assert key.startswith("fs_") and len(key) > 40
-    assert record.id.startswith("key_") and record.prefix == key[:8] and record.collections == ("staff",)
+    assert record.id.startswith("key_") and record.prefix == key[:8] and record.collections == (staff.id,)
+    assert record.allows(staff.id) and not record.allows("staff")  # bound to the id, not the name
     store.close()  # checkpoint the WAL into the file
     files = [db_path, db_path.with_name(db_path.name + "-wal")]
     blob = b"".join(f.read_bytes() for f in files if f.exists())
@@ -46,7 +48,7 @@ def test_verify_and_revoke(store: Store) -> None:
 
 
 def test_last_used_updated_at_most_once_a_minute(store: Store) -> None:
-    record, key = store.create_api_key("r", "reader", [])
+    record, key = store.create_api_key("r", "reader")
     first = store.verify_api_key(key)
     assert first is not None and first.last_used_at is not None
     again = store.verify_api_key(key)
@@ -56,7 +58,50 @@ def test_last_used_updated_at_most_once_a_minute(store: Store) -> None:
         conn.execute(update(DbApiKey).values(last_used_at=stale))
     later = store.verify_api_key(key)
     assert later is not None and later.last_used_at is not None and later.last_used_at > first.last_used_at
-    assert record.collections == () and not record.allows("staff")
+    assert record.collections is None
+
+
+@pytest.mark.parametrize("refs", [[], ["nope"], [""], "staff"])
+def test_limits_must_name_existing_collections(store: Store, refs: object) -> None:
+    store.create_collection("staff")
+    with pytest.raises((NotFound, ValidationError)):
+        store.create_api_key("x", "reader", refs)  # type: ignore[arg-type]
+    assert store.list_api_keys() == []
+
+
+def test_migration_0002_binds_stored_names_to_ids(tmp_path: Path) -> None:
+    """Keys stored by 0001 held names: the upgrade turns them into today's ids."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from facesearch.storage import create_engine_for
+    from facesearch.storage.db import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = create_engine_for(url)
+    with engine.begin() as conn:
+        for uid, name in (("col_a", "tenant1"), ("col_b", "tenant2")):
+            conn.execute(
+                text(
+                    "INSERT INTO collections"
+                    " (uid, name, title, description, kind, pack, settings, created_at)"
+                    " VALUES (:u, :n, '', '', 'internal', 'dlib', '{}', CURRENT_TIMESTAMP)"
+                ),
+                {"u": uid, "n": name},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (uid, name, prefix, key_hash, role, collections, created_at)"
+                " VALUES ('key_1', 'k', 'fs_x', 'h1', 'reader', :c, CURRENT_TIMESTAMP)"
+            ),
+            {"c": '["tenant1", "gone", "tenant2", "tenant1"]'},
+        )
+    command.upgrade(alembic_config(url), "head")
+    (record,) = Store(engine).list_api_keys()
+    assert record.collections == ("col_a", "col_b")
+    assert record.reaches == (("col_a", "tenant1"), ("col_b", "tenant2"))
+    engine.dispose()
 
 
 def test_bad_role_refused(store: Store) -> None:

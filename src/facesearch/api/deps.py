@@ -70,8 +70,9 @@ def allowed_collection(svc: FaceSearch, caller: Principal, ref: str) -> Collecti
     """The collection named by ``ref`` (id or name), read once for the request, when the key may
     use it; ``Forbidden`` otherwise.
 
-    A key limited to some collections gets the same ``FORBIDDEN`` for a collection that
-    does not exist as for one it may not see (unless the name is in its own list).
+    Keys are bound to collection ids: a key limited to some collections gets the same
+    ``FORBIDDEN`` for a collection that does not exist as for one it may not see (unless
+    ``ref`` is the id of one of its own collections, since deleted).
     """
     try:
         coll = svc.collection(ref)  # no counts: cheap on big collections
@@ -81,16 +82,8 @@ def allowed_collection(svc: FaceSearch, caller: Principal, ref: str) -> Collecti
         raise Forbidden(
             "this API key is not allowed to use this collection", details={"collection": ref}
         ) from None
-    caller.check_collection(coll.name)
+    caller.check_collection(coll.id, ref)
     return coll
-
-
-def require_unlimited(caller: Principal) -> None:
-    """Managing keys needs a key that is not limited to some collections."""
-    if caller.collections is not None:
-        raise Forbidden(
-            "a key limited to some collections cannot manage API keys", details={"role": caller.role}
-        )
 
 
 # --- photo bodies --------------------------------------------------------------------------

@@ -375,12 +375,20 @@ class HealthOut(BaseModel):
     counts: dict[str, int]
 
 
+class KeyScope(BaseModel):
+    id: str
+    name: str = Field(description="the collection's current name")
+
+
 class KeyOut(BaseModel):
     id: str
     name: str
     prefix: str
     role: str
-    collections: list[str] | None
+    collections: list[KeyScope] | None = Field(
+        description="the collections the key reaches (null: every collection); bound by id, so a "
+        "renamed collection keeps its keys and a deleted one drops out"
+    )
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -392,7 +400,9 @@ class KeyOut(BaseModel):
             "name": k.name,
             "prefix": k.prefix,
             "role": k.role,
-            "collections": list(k.collections) if k.collections is not None else None,
+            "collections": None
+            if k.collections is None
+            else [KeyScope(id=uid, name=name) for uid, name in k.reaches or ()],
             "created_at": k.created_at,
             "last_used_at": k.last_used_at,
             "revoked_at": k.revoked_at,

@@ -247,4 +247,10 @@ class GroupCreate(Body):
 class KeyCreate(Body):
     name: str = Field(min_length=1, max_length=100)
     role: Role
-    collections: list[str] | None = Field(None, description="limit the key to these collection names")
+    collections: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="limit the key to these existing collections (ids or names); the key is bound "
+        "to their ids. Leave out for every collection.",
+    )

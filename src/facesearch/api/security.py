@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -57,7 +56,7 @@ def extract_key(conn: HTTPConnection) -> str | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller behind a valid key: its role and the collections it may touch (None: all)."""
+    """The caller behind a valid key: its role and the ids of the collections it may touch (None: all)."""
 
     key_id: str
     name: str
@@ -81,23 +80,29 @@ class Principal:
                 details={"role": self.role, "required": action},
             )
 
-    def allows(self, collection: str) -> bool:
-        """Whether the key may touch the collection of that name."""
-        return self.collections is None or collection in self.collections
+    def allows(self, collection_id: str) -> bool:
+        """Whether the key may touch the collection with that id (keys bind to ids, not names)."""
+        return self.collections is None or collection_id in self.collections
 
-    def check_collection(self, name: str) -> None:
+    def check_collection(self, collection_id: str, ref: str | None = None) -> None:
         """Raise ``Forbidden`` when the key is limited to other collections.
 
-        The message is the same whether or not the collection exists.
+        The message is the same whether or not the collection exists; ``ref`` is what the
+        caller asked for (shown in the details instead of the id).
         """
-        if not self.allows(name):
+        if not self.allows(collection_id):
             raise Forbidden(
-                "this API key is not allowed to use this collection", details={"collection": name}
+                "this API key is not allowed to use this collection",
+                details={"collection": ref or collection_id},
             )
 
-    def visible(self, names: Iterable[str]) -> list[str]:
-        """The names this key may see, in their order."""
-        return [n for n in names if self.allows(n)]
+    def require_unlimited(self, what: str) -> None:
+        """Raise ``Forbidden`` for a key limited to some collections (``what``: the operation)."""
+        if self.collections is not None:
+            raise Forbidden(
+                f"a key limited to some collections cannot {what}",
+                details={"role": self.role, "collections": list(self.collections)},
+            )
 
 
 class KeyVerifier(Protocol):

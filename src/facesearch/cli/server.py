@@ -15,6 +15,7 @@ from facesearch.errors import AddressInUse
 
 if TYPE_CHECKING:
     from facesearch.storage import Store
+    from facesearch.storage.records import ApiKeyRecord
 
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -126,13 +127,25 @@ def _open_store(data_dir: Path | None) -> Store:
     return open_store(settings.resolved_database_url)
 
 
+def _scope(record: ApiKeyRecord, sep: str, every: str) -> str:
+    """The collections a key reaches, by current name (``every`` when it is not limited)."""
+    if record.collections is None:
+        return every
+    names = [name for _, name in record.reaches or ()]
+    return sep.join(names) if names else "(none:deleted)"
+
+
 @keys_app.command("create")
 @handle_errors
 def keys_create(
     name: Annotated[str, typer.Argument(help="who or what the key is for")],
     role: Annotated[str, typer.Option(help="reader, writer or admin")] = "reader",
     collections: Annotated[
-        str | None, typer.Option(help="limit the key to these collection names (comma-separated)")
+        str | None,
+        typer.Option(
+            help="limit the key to these existing collections, ids or names, comma-separated "
+            "(bound to their ids: a rename keeps the key's reach). Example: --collections lobby,garage"
+        ),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -143,8 +156,9 @@ def keys_create(
         record, plaintext = store.create_api_key(name, role, limited)
     finally:
         store.close()
-    scope = ", ".join(record.collections) if record.collections is not None else "all collections"
-    typer.echo(f"created {record.role} key {record.id} ({record.name}; {scope})")
+    typer.echo(
+        f"created {record.role} key {record.id} ({record.name}; {_scope(record, ', ', 'all collections')})"
+    )
     typer.echo(f"API key (shown once, store it now): {plaintext}")
 
 
@@ -168,7 +182,7 @@ def keys_list(
     if not records:
         typer.echo("No API keys yet: facesearch keys create NAME --role admin")
     for r in records:
-        scope = ",".join(r.collections) if r.collections is not None else "*"
+        scope = _scope(r, ",", "*")
         state = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "active"
         used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never used"
         typer.echo(f"{r.id}  {r.prefix}...  {r.role:6}  {r.name:24} {scope:20} {state:18} {used}")

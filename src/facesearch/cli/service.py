@@ -49,10 +49,7 @@ def collections_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a collection."""
-    try:
-        parsed = json.loads(settings) if settings else None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"--settings is not valid JSON: {exc}", field="settings") from None
+    parsed = _json_option(settings, "settings")
     svc = open_service(data_dir)
     try:
         c = svc.create_collection(
@@ -73,19 +70,9 @@ def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None
     finally:
         svc.close()
     if as_json:
-        print_json(
-            [
-                {
-                    "id": c.id,
-                    "name": c.name,
-                    "kind": c.kind,
-                    "pack": c.pack,
-                    "persons": c.person_count,
-                    "faces": c.face_count,
-                }  # fmt: skip
-                for c in colls
-            ]
-        )
+        from facesearch.api.responses import CollectionOut
+
+        print_json([CollectionOut.of(c).model_dump(mode="json") for c in colls])  # the HTTP fields
         return
     if not colls:
         typer.echo("No collections yet: facesearch collections create NAME")
@@ -93,6 +80,48 @@ def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None
         typer.echo(
             f"{c.name:24} {c.person_count:>8} persons {c.face_count:>9} faces  {c.kind:9} {c.pack}  {c.id}"
         )
+
+
+def _json_option(text: str | None, option: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--{option} is not valid JSON: {exc}", field=option) from None
+
+
+@collections_app.command("update")
+@handle_errors
+def collections_update(
+    ref: Annotated[str, typer.Argument(help="collection name or id")],
+    name: Annotated[str | None, typer.Option(help="a new name (API keys follow: they bind to ids)")] = None,
+    title: Annotated[str | None, typer.Option(help="a new title")] = None,
+    description: Annotated[str | None, typer.Option(help="a new description")] = None,
+    kind: Annotated[str | None, typer.Option(help="internal, external or watchlist")] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON settings merged key by key (null removes one), "
+            "e.g. '{\"max_false_positive_rate\": 0.001}'"
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Edit a collection's name, title, description, kind or settings (as PATCH over HTTP)."""
+    parsed = _json_option(settings, "settings")
+    svc = open_service(data_dir)
+    try:
+        c = svc.update_collection(
+            ref, name=name, title=title, description=description, kind=kind, settings=parsed
+        )
+    finally:
+        svc.close()
+    if as_json:
+        from facesearch.api.responses import CollectionOut
+
+        print_json(CollectionOut.of(c).model_dump(mode="json"))
+        return
+    typer.echo(f"updated collection {c.name} ({c.id}): settings {json.dumps(c.settings, sort_keys=True)}")
 
 
 @collections_app.command("delete")

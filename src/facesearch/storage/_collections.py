@@ -188,42 +188,67 @@ class CollectionsMixin(StoreBase):
     # --- API keys -----------------------------------------------------------------
 
     @staticmethod
-    def _to_key(row: DbApiKey) -> ApiKeyRecord:
+    def _to_key(row: DbApiKey, names: dict[str, str] | None = None) -> ApiKeyRecord:
+        """The record of a key row; with ``names`` (uid -> name of every collection) it also
+        says which of its collections still exist and what they are called now."""
+        ids = tuple(row.collections) if row.collections is not None else None
+        reaches = None
+        if ids is not None and names is not None:
+            reaches = tuple((uid, names[uid]) for uid in ids if uid in names)
         return ApiKeyRecord(
             id=row.uid,
             name=row.name,
             prefix=row.prefix,
             role=row.role,
-            collections=tuple(row.collections) if row.collections is not None else None,
+            collections=ids,
             created_at=row.created_at,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,
+            reaches=reaches,
         )
+
+    @staticmethod
+    def _collection_names(s: Session) -> dict[str, str]:
+        return {uid: name for uid, name in s.execute(select(DbCollection.uid, DbCollection.name))}
 
     def create_api_key(
         self, name: str, role: str, collections: list[str] | None = None
     ) -> tuple[ApiKeyRecord, str]:
-        """A new key: its record and the plaintext (shown once; only its sha256 is stored)."""
-        check_text(name, "name", 100)
+        """A new key: its record and the plaintext (shown once; only its sha256 is stored).
+
+        ``collections`` (ids or names) limits the key to those collections; they must exist,
+        and the key is bound to their ids, so renaming a collection, or creating a new one
+        with an old name, never changes what the key reaches.
+        """
+        check_text(name, "name", 100, allow_empty=False)
         if role not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
         if collections is not None and (
-            not isinstance(collections, list) or not all(isinstance(c, str) and c for c in collections)
+            not isinstance(collections, list)
+            or not collections
+            or not all(isinstance(c, str) and c.strip() for c in collections)
         ):
-            raise ValidationError("collections must be a list of collection names", field="collections")
+            raise ValidationError(
+                "collections must be a non-empty list of collection ids or names "
+                "(leave it out for a key that reaches every collection)",
+                field="collections",
+            )
         plaintext = "fs_" + secrets.token_urlsafe(32)
-        row = DbApiKey(
-            uid=new_uid("key_"),
-            name=name,
-            prefix=plaintext[:8],
-            key_hash=hash_key(plaintext),
-            role=role,
-            collections=list(dict.fromkeys(collections)) if collections is not None else None,
-        )
         with self._write() as s:
+            bound = None
+            if collections is not None:
+                bound = list(dict.fromkeys(self._collection(s, ref.strip()).uid for ref in collections))
+            row = DbApiKey(
+                uid=new_uid("key_"),
+                name=name.strip(),
+                prefix=plaintext[:8],
+                key_hash=hash_key(plaintext),
+                role=role,
+                collections=bound,
+            )
             s.add(row)
             s.flush()
-            return self._to_key(row), plaintext
+            return self._to_key(row, self._collection_names(s)), plaintext
 
     def verify_api_key(self, plaintext: str) -> ApiKeyRecord | None:
         """The record of a valid key, else None (unknown or revoked).
@@ -257,7 +282,8 @@ class CollectionsMixin(StoreBase):
         if not include_revoked:
             stmt = stmt.where(DbApiKey.revoked_at.is_(None))
         with self._read() as s:
-            return [self._to_key(r) for r in s.scalars(stmt)]
+            names = self._collection_names(s)
+            return [self._to_key(r, names) for r in s.scalars(stmt)]
 
     def revoke_api_key(self, uid: str) -> ApiKeyRecord:
         """Revoke a key (idempotent); NotFound for an unknown id."""
@@ -268,7 +294,7 @@ class CollectionsMixin(StoreBase):
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 s.flush()
-            return self._to_key(row)
+            return self._to_key(row, self._collection_names(s))
 
     def count_api_keys(self, active_only: bool = True) -> int:
         """How many keys exist (by default only those not revoked)."""

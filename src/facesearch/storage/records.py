@@ -76,18 +76,21 @@ class ApiKeyRecord:
     name: str
     prefix: str
     role: str
-    collections: tuple[str, ...] | None  # None: every collection
+    collections: tuple[str, ...] | None  # collection ids (col_...); None: every collection
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    #: (id, current name) of the key's collections that still exist; None when not looked up
+    #: (checking a key on the request path does not read names) or the key is not limited.
+    reaches: tuple[tuple[str, str], ...] | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
-    def allows(self, collection_name: str) -> bool:
-        """Whether the key may touch the collection of that name."""
-        return self.collections is None or collection_name in self.collections
+    def allows(self, collection_id: str) -> bool:
+        """Whether the key may touch the collection with that id (``col_...``)."""
+        return self.collections is None or collection_id in self.collections
 
 
 def encode_embedding(vector: npt.ArrayLike) -> tuple[bytes, int]:

@@ -17,15 +17,16 @@ router = APIRouter(prefix="/collections", tags=["collections"], responses=ERROR_
 @router.get("", response_model=Envelope[CollectionList], summary="List collections")
 def list_collections(p: ReadKey, svc: ServiceDep, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     """Collections with person and face counts (only those the key may see)."""
-    visible = [c for c in svc.list_collections() if p.allows(c.name)]
+    visible = [c for c in svc.list_collections() if p.allows(c.id)]
     page, next_cursor = paginate(visible, limit, cursor)
     return success({"collections": [CollectionOut.of(c) for c in page], "next_cursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=Envelope[CollectionOut], summary="Create a collection")
 def create_collection(p: AdminKey, svc: ServiceDep, body: CollectionCreate) -> dict[str, Any]:
-    """Create a collection; its model pack is fixed for life. 409 CONFLICT on a taken name."""
-    p.check_collection(body.name)
+    """Create a collection; its model pack is fixed for life. 409 CONFLICT on a taken name.
+    A key limited to some collections cannot create one (403 FORBIDDEN)."""
+    p.require_unlimited("create collections")
     settings = body.settings.model_dump(exclude_none=True) if body.settings else None
     coll = svc.create_collection(
         body.name,
@@ -49,9 +50,7 @@ def update_collection(
     collection: str, p: AdminKey, svc: ServiceDep, body: CollectionUpdate
 ) -> dict[str, Any]:
     """Edit name, title, description, kind or settings (settings merge key by key)."""
-    ref = allowed_collection(svc, p, collection)
-    if body.name is not None:
-        p.check_collection(body.name)
+    ref = allowed_collection(svc, p, collection)  # keys bind to the id: a rename keeps them
     fields = body.model_dump(exclude_unset=True, exclude={"settings"})
     if body.settings is not None:
         fields["settings"] = body.settings.model_dump(exclude_unset=True)
