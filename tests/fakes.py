@@ -34,6 +34,12 @@ def colour_embedding(r: int, g: int, b: int) -> np.ndarray:
 
 
 class FakeDetector:
+    native_face = 1.0
+    max_work_pixels = 10**9
+
+    def detect_every(self, image: np.ndarray, *, min_face: float) -> tuple[list[Detection], float]:
+        return self.detect(image, upsample=0), max(1.0, min_face)
+
     def detect(self, image: np.ndarray, *, upsample: int) -> list[Detection]:
         flat = image.reshape(-1, 3)
         colours = {tuple(int(x) for x in c) for c in np.unique(flat[flat.any(axis=1)], axis=0)}

@@ -426,6 +426,18 @@ class IdentifyAllResult:
     query_time_ms: float
     timings: dict[str, float]
     threshold_rule: ThresholdRule | None = None
+    #: The smallest face (original pixels) the scan of this photo could find: min_face_size,
+    #: or more when the photo is too large to scan that finely within the detector's budget.
+    smallest_face_size: int | None = None
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """Every face of a photo (none: an empty tuple) and how finely the photo was scanned."""
+
+    faces: tuple[QueryFace, ...]
+    timings: dict[str, float]
+    smallest_face_size: int | None = None  # as in IdentifyAllResult
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import binascii
 import io
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,19 +71,20 @@ def decode_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    target_max_side: int | None = None,
+    target_max_side: int | Callable[[int, int], int | None] | None = None,
 ) -> DecodedImage:
     """Decode a JPEG, PNG or WebP to upright RGB, refusing oversized or broken input.
 
     With ``target_max_side``, an image whose longer side exceeds it is downscaled so
-    that its longer side equals it (JPEGs are decoded at reduced size cheaply).
+    that its longer side equals it (JPEGs are decoded at reduced size cheaply). It may be
+    a function of the stored (width, height) that returns that side (None: full size).
     """
     if len(data) > max_bytes:
         raise ImageTooLarge(
             f"image is {len(data)} bytes, over the limit of {max_bytes}",
             details={"bytes": len(data), "max_bytes": max_bytes},
         )
-    if target_max_side is not None and target_max_side < 1:
+    if isinstance(target_max_side, int) and target_max_side < 1:
         raise ValidationError("target_max_side must be at least 1", field="target_max_side")
     if not data:
         raise ImageDecodeError("the image is empty (zero bytes)")
@@ -118,11 +120,16 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode_opened(img: Image.Image, fmt: str, max_pixels: int, target_max_side: int | None) -> DecodedImage:
+def _decode_opened(
+    img: Image.Image, fmt: str, max_pixels: int, target: int | Callable[[int, int], int | None] | None
+) -> DecodedImage:
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageDecodeError("image has no pixels")
     _check_pixels(width, height, max_pixels)
+    target_max_side = target(width, height) if callable(target) else target
+    if target_max_side is not None:
+        target_max_side = max(1, target_max_side)
     long_side = max(width, height)
     if target_max_side is not None and long_side > target_max_side and fmt == "jpeg":
         s = target_max_side / long_side

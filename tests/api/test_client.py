@@ -120,9 +120,11 @@ def test_search_routes(fs: facesearch.Client) -> None:
     everyone = fs.identify_all("day", group, output_size=64)
     assert [f["matches"][0]["external_id"] for f in everyone["faces"]] == ["alice"]
     assert len(everyone["unrecognized"]) == 2 and everyone["faces"][0]["crop"]
+    assert everyone["smallest_face_size"] == 32  # how finely the photo was scanned
 
     assert len(fs.detect(group)["faces"]) == 3
     assert fs.detect(face_photo())["faces"] == []
+    assert fs.detect(face_photo(), min_face_size=48)["smallest_face_size"] == 48
 
     same = fs.verify(person_photo(*ALICE, 1), person_photo(*ALICE, 2))
     assert same["match"] is True and same["similarity"] > 0.9 and same["searched"] == 1

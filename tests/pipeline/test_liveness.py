@@ -144,8 +144,8 @@ def test_identify_refuses_faces_that_are_not_live(live_svc: FaceSearch, photo: b
 def test_identify_all_and_detect_judge_every_face(live_svc: FaceSearch) -> None:
     two_live = face_photo(((*ALICE, 1), 40, 100, 100), ((90, 90, 1), 250, 100, 100))
     assert len(live_svc.identify_all("staff", two_live, check_liveness=True).faces) == 1
-    faces, timings = live_svc.detect(two_live, check_liveness=True)
-    assert len(faces) == 2 and "liveness_ms" in timings
+    found = live_svc.detect(two_live, check_liveness=True)
+    assert len(found.faces) == 2 and "liveness_ms" in found.timings
     one_spoof = face_photo(((*ALICE, 1), 40, 100, 100), ((90, 90, SPOOF_B), 250, 100, 100))
     for call in (live_svc.identify_all, lambda _c, img, **kw: live_svc.detect(img, **kw)):
         with pytest.raises(LivenessFailed) as info:

@@ -213,9 +213,10 @@ def test_verify(svc: FaceSearch, staff: str) -> None:
 
 
 def test_detect(svc: FaceSearch) -> None:
-    faces, _ = svc.detect(face_photo(((*ALICE, 0), 10, 10, 80), ((*BOB, 0), 150, 10, 80)))
-    assert len(faces) == 2
-    assert svc.detect(face_photo())[0] == []
+    found = svc.detect(face_photo(((*ALICE, 0), 10, 10, 80), ((*BOB, 0), 150, 10, 80)))
+    assert len(found.faces) == 2 and found.smallest_face_size == 32  # the default min_face_size
+    nothing = svc.detect(face_photo())
+    assert nothing.faces == () and nothing.smallest_face_size == 32
 
 
 def test_restart_keeps_everything_and_index_rebuilds_from_sql(tmp_path: Path) -> None:

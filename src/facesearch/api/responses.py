@@ -8,7 +8,6 @@ value (``Match``, ``IdentifyResult``, ...). Responses are wrapped in ``Envelope[
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 from facesearch.domain import (
     Box,
     Collection,
+    DetectResult,
     Face,
     FaceResult,
     Group,
@@ -300,11 +300,18 @@ class FaceResultOut(BaseModel):
         )
 
 
+SMALLEST_DOC = (
+    "the smallest face (pixels of the photo) this scan could find: min_face_size, or more when "
+    "the photo is too large to scan that finely within the detector's budget"
+)
+
+
 class IdentifyAllOut(Timed):
     faces: list[FaceResultOut]
     unrecognized: list[FaceResultOut]
     threshold: float = Field(description="the similarity cut-off applied")
     threshold_rule: ThresholdRuleOut | None = Field(None, description=RULE_DOC)
+    smallest_face_size: int | None = Field(None, description=SMALLEST_DOC)
 
     @classmethod
     def of(cls, r: IdentifyAllResult) -> IdentifyAllOut:
@@ -316,19 +323,22 @@ class IdentifyAllOut(Timed):
             searched=r.searched,
             query_time_ms=r.query_time_ms,
             timings=cls.stages(r.timings),
+            smallest_face_size=r.smallest_face_size,
         )
 
 
 class DetectOut(Timed):
     faces: list[QueryFaceOut]
+    smallest_face_size: int | None = Field(None, description=SMALLEST_DOC)
 
     @classmethod
-    def of(cls, faces: Iterable[QueryFace], query_time_ms: float, timings: dict[str, float]) -> DetectOut:
+    def of(cls, r: DetectResult, query_time_ms: float) -> DetectOut:
         return cls(
-            faces=[QueryFaceOut.of(q) for q in faces],
+            faces=[QueryFaceOut.of(q) for q in r.faces],
             searched=0,
             query_time_ms=query_time_ms,
-            timings=cls.stages(timings),
+            timings=cls.stages(r.timings),
+            smallest_face_size=r.smallest_face_size,
         )
 
 

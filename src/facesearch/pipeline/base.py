@@ -20,7 +20,18 @@ if TYPE_CHECKING:
 class Detector(Protocol):
     """Finds faces (box, score, 5 landmarks) in an RGB image."""
 
+    #: The smallest face (pixels of the image it is given) found without upsampling or zoom:
+    #: the pipeline decodes a photo for every-face work so that ``min_face_size`` measures this.
+    native_face: float
+    #: The most pixels worth decoding a photo to for ``detect_every`` (its scan budget).
+    max_work_pixels: int
+
     def detect(self, image: RGBImage, *, upsample: int) -> list[Detection]: ...
+
+    def detect_every(self, image: RGBImage, *, min_face: float) -> tuple[list[Detection], float]:
+        """Every face down to ``min_face`` pixels of ``image``, within the detector's scan budget,
+        and the smallest face size (pixels of ``image``) the scan could find."""
+        ...
 
     def locate(self, image: RGBImage, box: Box) -> Detection:
         """Landmarks for a face whose box is already known (crop mode)."""

@@ -175,6 +175,15 @@ class OnnxFallbackDetector:
             for box, score in self._onnx.boxes(image, upsample=upsample)
         ]
 
+    native_face = RfbDetector.native_face
+    max_work_pixels = RfbDetector.max_work_pixels
+
+    def detect_every(self, image: RGBImage, *, min_face: float) -> tuple[list[Detection], float]:
+        if not self._onnx.models.installed():
+            return [], min_face
+        found, smallest = self._onnx.every_box(image, min_face=min_face)
+        return [replace(self._hog.locate(image, hog_box(box)), score=score) for box, score in found], smallest
+
     def locate(self, image: RGBImage, box: Box) -> Detection:
         return self._hog.locate(image, box)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from facesearch.domain import Box, Detection, FaceChoice, FaceObservation, Landmarks, Quality, RGBImage
@@ -28,12 +29,14 @@ from facesearch.imaging import (
     encode_jpeg,
     halve,
 )
-from facesearch.pipeline.base import ModelPack
+from facesearch.pipeline.base import Detector, ModelPack
 
 if TYPE_CHECKING:
     from facesearch.pipeline.liveness import LivenessScores
 
 WORK_MAX_SIDE = 1024
+# Every-face work: the shorter side of the decoded photo, when it has that many pixels.
+MIN_SHORT_SIDE = 240
 HOG_WINDOW = 80
 MAX_UPSAMPLE = 1
 # Single-face scans of images at least this large try a half-size pass first.
@@ -82,6 +85,9 @@ class Analysis:
     timings: Timings = field(default_factory=Timings)
     crops: tuple[bytes, ...] = ()  # JPEG crops of each face, when asked for
     liveness: tuple[LivenessScores, ...] = ()  # one per face, when liveness was asked for
+    #: With every face wanted: the smallest face (original pixels, at least ``min_face_size``)
+    #: the scan of this photo could find; None when one face was wanted.
+    smallest_face: int | None = None
 
 
 def choose_face(detections: list[Detection], width: int, height: int, how: FaceChoice) -> int:
@@ -101,12 +107,25 @@ def choose_face(detections: list[Detection], width: int, height: int, how: FaceC
     return min(range(len(detections)), key=cost)
 
 
-def upsample_for(min_face_size: int, scale: float) -> int:
-    """How many 2x upsamplings HOG needs to see faces of ``min_face_size`` original pixels."""
-    size = max(1.0, min_face_size * scale)
-    if size >= HOG_WINDOW:
-        return 0
-    return min(MAX_UPSAMPLE, math.ceil(math.log2(HOG_WINDOW / size)))
+def every_face_side(detector: Detector, width: int, height: int, min_face_size: int) -> int | None:
+    """The longer side to decode a ``width`` x ``height`` photo at for every face down to
+    ``min_face_size`` pixels: where such a face measures the detector's ``native_face`` (no
+    zoom or upsampling needed), at least WORK_MAX_SIDE, at most full size (None) or the
+    detector's ``max_work_pixels``.
+
+    A 6000x4000 photo with the default 32 pixels is decoded at 3750x2500 for the ONNX
+    detector (20-pixel faces at 1:1): its 180-pixel faces, 31 pixels at 1024, are found. The
+    shorter side is kept at MIN_SHORT_SIDE pixels or more, so a 20000x500 panorama is not
+    shrunk to a strip that faces fill.
+    """
+    long_side, short_side = max(width, height), min(width, height)
+    scale = min(
+        1.0,
+        max(detector.native_face / min_face_size, MIN_SHORT_SIDE / short_side),
+        math.sqrt(detector.max_work_pixels / (width * height)),
+    )
+    side = max(WORK_MAX_SIDE, math.ceil(long_side * scale))
+    return None if side >= long_side else side
 
 
 def _scale_detection(d: Detection, factor: float) -> Detection:
@@ -156,15 +175,18 @@ class FacePipeline:
         if opts.liveness:
             self.pack.require_liveness()
         timings = timings or Timings()
+        smallest: int | None = None
         h, w = pixels.shape[:2]
         t0 = time.perf_counter()
         if crop:
             detections = [self.pack.detector.locate(pixels, Box(0, 0, w, h))]
         elif every_face:
-            upsample = upsample_for(min_face_size, scale)
-            detections = self.pack.detector.detect(pixels, upsample=upsample)
+            detections, reach = self.pack.detector.detect_every(pixels, min_face=min_face_size * scale)
             if not detections and self.pack.fallback_detector is not None:
-                detections = self.pack.fallback_detector.detect(pixels, upsample=upsample)
+                detections, reach = self.pack.fallback_detector.detect_every(
+                    pixels, min_face=min_face_size * scale
+                )
+            smallest = max(min_face_size, math.ceil(reach / scale - 1e-6))
         else:
             detections = self.detect_single(pixels)
         inv = 1.0 / scale
@@ -175,7 +197,8 @@ class FacePipeline:
                 detections = detections[: opts.max_faces]
         timings.detect_ms += (time.perf_counter() - t0) * 1000
         if not detections:
-            raise NoFaceDetected("no face was found in the image")
+            details = {} if smallest is None else {"smallest_face_size": smallest}
+            raise NoFaceDetected("no face was found in the image", details=details)
         found = detections
         if not every_face and len(detections) > 1:
             detections = [detections[choose_face(detections, w, h, opts.choice)]]
@@ -198,7 +221,12 @@ class FacePipeline:
             for i, (d, q) in enumerate(zip(detections, qualities, strict=True))
         )
         return Analysis(
-            faces=faces, width=round(w * inv), height=round(h * inv), timings=timings, liveness=live
+            faces=faces,
+            width=round(w * inv),
+            height=round(h * inv),
+            timings=timings,
+            liveness=live,
+            smallest_face=smallest,
         )
 
     def _liveness(
@@ -269,9 +297,10 @@ class FacePipeline:
         opts = AnalyseOptions.of(options, overrides)
         timings = Timings()
         t0 = time.perf_counter()
-        decoded = decode_image(
-            data, max_bytes=max_bytes, max_pixels=max_pixels, target_max_side=WORK_MAX_SIDE
-        )
+        target: Any = WORK_MAX_SIDE
+        if opts.every_face and not opts.crop:
+            target = partial(every_face_side, self.pack.detector, min_face_size=opts.min_face_size)
+        decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, target_max_side=target)
         timings.decode_ms = (time.perf_counter() - t0) * 1000
         analysis = self.analyse(decoded.pixels, opts, scale=decoded.scale, timings=timings)
         crops: tuple[bytes, ...] = ()

@@ -21,11 +21,11 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 from facesearch.config import Settings
 from facesearch.domain import (
     Collection,
+    DetectResult,
     Face,
     IdentifyAllResult,
     IdentifyResult,
     Person,
-    QueryFace,
     VerifyResult,
 )
 from facesearch.index import VectorIndex, open_index
@@ -252,6 +252,7 @@ class FaceSearch:
 
     def detect(
         self, image: bytes, options: DetectOptions | None = None, *, pack: str | None = None, **overrides: Any
-    ) -> tuple[list[QueryFace], dict[str, float]]:
-        """Every face of a photo with box, landmarks, score and quality (none: empty list)."""
+    ) -> DetectResult:
+        """Every face of a photo with box, landmarks, score and quality (none: no faces), and
+        the smallest face size the scan could find in it."""
         return self.searcher.detect(image, DetectOptions.build(options, overrides), pack=pack)

@@ -12,6 +12,7 @@ import numpy as np
 
 from facesearch.domain import (
     Collection,
+    DetectResult,
     FaceObservation,
     FaceResult,
     IdentifyAllResult,
@@ -307,6 +308,7 @@ class Searcher:
             query_time_ms=_ms_since(started),
             timings={**analysis.timings.to_dict(), "search_ms": round(search_ms, 3)},
             threshold_rule=rule,
+            smallest_face_size=analysis.smallest_face,
         )
 
     # --- verify and detect ------------------------------------------------------------
@@ -367,10 +369,8 @@ class Searcher:
             timings=timings,
         )
 
-    def detect(
-        self, image: bytes, options: DetectOptions, *, pack: str | None = None
-    ) -> tuple[list[QueryFace], dict[str, float]]:
-        """Every face of a photo with box, landmarks, score and quality (none: empty list)."""
+    def detect(self, image: bytes, options: DetectOptions, *, pack: str | None = None) -> DetectResult:
+        """Every face of a photo with box, landmarks, score and quality (none: no faces)."""
         pack_name = pack or self.default_pack
         self.models.require_liveness(pack_name, options.check_liveness)
         try:
@@ -384,8 +384,10 @@ class Searcher:
                     liveness=options.check_liveness,
                 ),
             )
-        except NoFaceDetected:
-            return [], {}
+        except NoFaceDetected as exc:
+            return DetectResult((), {}, exc.details.get("smallest_face_size"))
         if options.check_liveness:
             require_live(analysis, single=False)
-        return [query_face(f) for f in analysis.faces], analysis.timings.to_dict()
+        return DetectResult(
+            tuple(query_face(f) for f in analysis.faces), analysis.timings.to_dict(), analysis.smallest_face
+        )

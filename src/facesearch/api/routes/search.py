@@ -117,8 +117,8 @@ def detect(
     The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
     (when the server allows URL fetching); base64 wins when several are given."""
     started = time.perf_counter()
-    faces, timings = svc.detect(body.image(), body.params.to_options(DetectOptions))
-    return success(DetectOut.of(faces, round((time.perf_counter() - started) * 1000, 2), timings))
+    found = svc.detect(body.image(), body.params.to_options(DetectOptions))
+    return success(DetectOut.of(found, round((time.perf_counter() - started) * 1000, 2)))
 
 
 @router.post(
