@@ -22,9 +22,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 
-echo "browser: installing Debian's chromium with apt-get"
+echo "browser: installing Debian's chromium with apt-get (--no-install-recommends)"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q chromium
+# Only chromium and what it needs: no recommended packages, and no upgrade of packages that are
+# already installed unless chromium's own dependencies require a newer version.
+apt-get install -y -q --no-install-recommends --no-upgrade chromium
 test -x "$CHROMIUM"
 echo "browser: $CHROMIUM installed: $("$CHROMIUM" --version 2>/dev/null || true)"

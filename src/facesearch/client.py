@@ -410,10 +410,18 @@ class Client:
         return result
 
     def list_keys(
-        self, *, include_revoked: bool = True, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        include_revoked: bool = True,
+        collection: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
-        """A page of keys (never the keys themselves): ``{"keys": [...], "next_cursor": ...}``."""
-        params = _form({"include_revoked": include_revoked, "limit": limit, "cursor": cursor})
+        """A page of keys (never the keys themselves): ``{"keys": [...], "next_cursor": ...}``;
+        ``collection``: only the keys that reach it."""
+        params = _form(
+            {"include_revoked": include_revoked, "collection": collection, "limit": limit, "cursor": cursor}
+        )
         result: dict[str, Any] = self._call("GET", "/keys", params=params)
         return result
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from facesearch.errors import ValidationError
+from facesearch.errors import FaceLimitReached, ValidationError
 
 Embedding = npt.NDArray[np.float32]
 RGBImage = npt.NDArray[np.uint8]
@@ -128,6 +128,14 @@ def check_metadata(value: Any, field: str = "metadata") -> dict[str, Any]:
             details={"limit": METADATA_MAX_BYTES, "bytes": size},
         )
     return dict(value)
+
+
+def face_limit_reached(person: str, faces: int, limit: int) -> FaceLimitReached:
+    """The error for a person who already has the collection's ``max_faces_per_person`` faces."""
+    return FaceLimitReached(
+        f"this person already has {faces} faces, the collection's limit (max_faces_per_person)",
+        details={"person": person, "faces": faces, "max_faces_per_person": limit},
+    )
 
 
 def check_group_count(groups: Any, field: str = "groups") -> list[Any]:

@@ -118,6 +118,12 @@ class Conflict(FaceSearchError):
     code = "CONFLICT"
 
 
+class FaceLimitReached(FaceSearchError):
+    """The person already has the collection's ``max_faces_per_person`` faces."""
+
+    code = "FACE_LIMIT_REACHED"
+
+
 class PayloadTooLarge(FaceSearchError):
     code = "PAYLOAD_TOO_LARGE"
 

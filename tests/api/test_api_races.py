@@ -64,7 +64,10 @@ def test_the_face_limit_holds_for_parallel_adds(server: tuple[str, dict[str, str
         )
     )
     codes = sorted(r.status_code for r in results)
-    assert codes == [201, 201] + [422] * (N - 2), [r.text[:120] for r in results]
+    assert codes == [201, 201] + [409] * (N - 2), [r.text[:120] for r in results]
+    refused = [r.json()["error"] for r in results if r.status_code == 409]
+    assert {e["code"] for e in refused} == {"FACE_LIMIT_REACHED"}  # its own reason, not VALIDATION_ERROR
+    assert all(e["details"]["max_faces_per_person"] == 2 for e in refused)
     person = httpx.get(f"{url}/v1/collections/staff/persons/{alice['data']['id']}", headers=h)
     assert len(person.json()["data"]["faces"]) == 2
 

@@ -96,6 +96,13 @@ def test_enroll_resume_adds_only_new_photos_and_names_the_refusal(gallery: Galle
     assert summary(gallery.second_run) == (N_PHOTOS - len(PEOPLE), len(PEOPLE), 1)
     assert re.search(r"^\s+1\s+FACE_NOT_DETECTED\b", out, re.MULTILINE), out
     assert f"  refused {gallery.photos / 'nobody' / NO_FACE}: FACE_NOT_DETECTED" in out
+    # The full list goes to a file in the data folder; a person with no photo enrolled is named.
+    listed = re.search(r"every refused photo is listed in (\S+)$", out, re.MULTILINE)
+    assert listed is not None, out
+    rows = Path(listed.group(1)).read_text().splitlines()
+    assert rows[0] == "path\tcode\treason" and rows[1].startswith(f"{gallery.photos / 'nobody' / NO_FACE}\t")
+    assert Path(listed.group(1)).parent == gallery.data / "reports"
+    assert "1 persons not enrolled (every photo refused): nobody" in out
     assert "notes.txt" not in gallery.second_run.output
     assert "Traceback" not in gallery.second_run.output
 
@@ -309,3 +316,63 @@ def test_a_stranger_is_unknown_on_default_settings(cli: Cli, gallery: Gallery, f
         "--max-false-positive-rate", "0.001", "--data-dir", gallery.data,
     )  # fmt: skip
     assert known.exit_code == 0 and known.stdout.startswith("1. obama (obama)"), known.output
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_with_a_summary_and_the_next_run_resumes(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    """#20.3: SIGINT (Ctrl-C) finishes the photos in flight, prints the summary, exits 130, no
+    traceback from the workers; the same command then enrols the rest."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    photos = tmp_path / "photos"
+    people = sorted(p for p in (faces_dir / "lfw").iterdir() if p.is_dir())[:60]
+    for person in people:
+        (photos / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:2]:
+            shutil.copyfile(photo, photos / person.name / photo.name)
+    total = sum(1 for _ in photos.rglob("*.jpg"))
+    data = tmp_path / "data"
+    exe = [str(Path(sys.executable).parent / "facesearch")]
+    env = {**os.environ, "FACESEARCH_WORKERS": "2"}
+    subprocess.run([*exe, "collections", "create", "lfw", "--data-dir", str(data)], check=True, env=env)
+    run = subprocess.Popen(
+        [*exe, "enroll", str(photos), "-c", "lfw", "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # Ctrl-C reaches the process group: the command and its workers
+    )
+    deadline = time.monotonic() + 120
+    faces = 0
+    while faces < 3 and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+        with sqlite3.connect(data / "facesearch.db") as db:
+            faces = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    text = out.decode() + err.decode()
+    assert run.returncode == 130, text
+    assert "interrupted: stopped after the photos in flight" in text and "Traceback" not in text
+    first = summary_of(text)
+    assert 0 < first[0] < total
+    again = subprocess.run(
+        [*exe, "enroll", str(photos), "-c", "lfw", "--data-dir", str(data)], capture_output=True, env=env
+    )
+    assert again.returncode == 0, again.stderr.decode()
+    enrolled, skipped, refused = summary_of(again.stdout.decode())
+    assert skipped == first[0] and enrolled + skipped + refused == total
+
+
+def summary_of(text: str) -> tuple[int, int, int]:
+    match = SUMMARY.search(text)
+    assert match is not None, text
+    enrolled, skipped, refused = (int(g) for g in match.groups())
+    return enrolled, skipped, refused

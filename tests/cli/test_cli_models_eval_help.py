@@ -15,7 +15,9 @@ Cli = Callable[..., Result]
 
 COMMANDS = [
     "detect",
-    "compare",
+    "verify",
+    "groups",
+    "identify-all",
     "enroll",
     "identify",
     "serve",
@@ -178,3 +180,38 @@ def test_eval_bad_arguments_exit_2(cli: Cli, args: list[str], message: str) -> N
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def _leaf_commands() -> list[tuple[str, object]]:
+    import typer.main
+
+    from facesearch.cli import app
+
+    out: list[tuple[str, object]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        subs = getattr(command, "commands", None)
+        if subs is None:
+            out.append((" ".join(path), command))
+            return
+        for name, sub in subs.items():
+            if not getattr(sub, "hidden", False):
+                walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_every_command_and_option_has_help_with_an_example() -> None:
+    """#20.7: --help is where newcomers look."""
+    leaves = _leaf_commands()
+    assert len(leaves) >= 30
+    missing = [path for path, c in leaves if "Example: facesearch " not in (getattr(c, "help", "") or "")]
+    assert not missing, missing
+    bare = [
+        (path, p.name)  # type: ignore[attr-defined]
+        for path, c in leaves
+        for p in getattr(c, "params", [])
+        if getattr(p, "param_type_name", "") == "option" and not getattr(p, "help", None) and p.name != "help"  # type: ignore[attr-defined]
+    ]
+    assert not bare, bare

@@ -123,11 +123,13 @@ class ImageBody(Generic[P]):
         *,
         required: Sequence[str] = ("image",),
         many: str | None = None,
+        example: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.model = model
         self.names = tuple(images)
         self.required = tuple(required)
         self.many = many
+        self.example = example  # a JSON body runnable from /docs (api/examples.py)
 
     async def __call__(self, request: Request) -> ImageRequest[P]:
         settings: Settings = get_service(request).settings
@@ -301,10 +303,13 @@ class ImageBody(Generic[P]):
                 out["required"] = required
             return {"schema": out}
 
+        json_body = body(json_props)
+        if self.example is not None:
+            json_body["example"] = self.example()
         return {
             "requestBody": {
                 "required": True,
-                "content": {"multipart/form-data": body(form_props), "application/json": body(json_props)},
+                "content": {"multipart/form-data": body(form_props), "application/json": json_body},
             }
         }
 

@@ -59,6 +59,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "CONFLICT": 409,
+    "FACE_LIMIT_REACHED": 409,
     "PAYLOAD_TOO_LARGE": 413,
     "BAD_REQUEST": 400,
     "INTERNAL": 500,

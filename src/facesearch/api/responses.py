@@ -257,7 +257,10 @@ class Timed(BaseModel):
 
     searched: int = Field(description="faces compared or indexed")
     query_time_ms: float
-    timings: dict[str, float] = Field(description="decode_ms, detect_ms, embed_ms, search_ms")
+    timings: dict[str, float] = Field(
+        description="decode_ms, detect_ms, embed_ms, search_ms (and liveness_ms when checked; load_ms "
+        "when the photo was the first of a process and paid the model loading)"
+    )
 
     @staticmethod
     def stages(timings: dict[str, float]) -> dict[str, float]:

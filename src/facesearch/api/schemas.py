@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from facesearch.api.examples import collection_example
 from facesearch.domain import KINDS
 from facesearch.service.options import (
     DetectOptions,
@@ -217,6 +218,8 @@ class CollectionSettings(Body):
 
 
 class CollectionCreate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [collection_example()]})
+
     name: str = Field(min_length=1, max_length=64, description="unique; letters, digits, '.', '_', '-'")
     title: str = Field("", max_length=200)
     description: str = Field("", max_length=10_000)

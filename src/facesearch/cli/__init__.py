@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import evaluate, models, photos, server, service
+from facesearch.cli import evaluate, models, persons, photos, server, service
 
 app = typer.Typer(
     name="facesearch",
@@ -14,9 +14,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(photos.detect)
-app.command()(photos.compare)
+app.command()(photos.verify)
+# The command's first name, kept working: `verify` is the HTTP API's name.
+app.command("compare", hidden=True)(photos.verify)
 app.add_typer(service.collections_app, name="collections")
-app.add_typer(service.persons_app, name="persons")
+app.add_typer(persons.persons_app, name="persons")
+app.add_typer(persons.groups_app, name="groups")
 app.command()(service.enroll)
 app.command()(service.identify)
 app.command("identify-all")(service.identify_all)

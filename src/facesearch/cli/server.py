@@ -81,7 +81,8 @@ def serve(
     data_dir: DataDir = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
-    """Run the HTTP API. On a fresh data folder, an admin API key is created and printed once."""
+    """Run the HTTP API and the web page. On a fresh data folder the first admin API key is written
+    to <data>/admin-key.txt (0600). Example: facesearch serve --port 8000 --workers 2"""
     import uvicorn
 
     from facesearch.api.app import create_app
@@ -149,7 +150,8 @@ def keys_create(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Create an API key and print it once (only its hash is stored)."""
+    """Create an API key and print it once (only its hash is stored).
+    Example: facesearch keys create door-camera --role reader --collections lobby"""
     limited = [c.strip() for c in collections.split(",") if c.strip()] if collections is not None else None
     store = _open_store(data_dir)
     try:
@@ -165,13 +167,21 @@ def keys_create(
 @keys_app.command("list")
 @handle_errors
 def keys_list(
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", "-c", help="only keys that reach this collection (id or name)"),
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """List API keys (never the keys themselves: id, name, prefix, role, collections, dates)."""
+    """List API keys (never the keys themselves: id, name, prefix, role, the collections each
+    reaches, dates). Example: facesearch keys list -c staff"""
     store = _open_store(data_dir)
     try:
         records = store.list_api_keys()
+        if collection is not None:
+            cid = store.collection_info(collection).id
+            records = [r for r in records if r.allows(cid)]
     finally:
         store.close()
     if as_json:
@@ -194,7 +204,8 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id (key_...)")],
     data_dir: DataDir = None,
 ) -> None:
-    """Revoke an API key: it stops working at once."""
+    """Revoke an API key: it stops working at once (revoking it again changes nothing).
+    Example: facesearch keys revoke key_..."""
     store = _open_store(data_dir)
     try:
         record = store.revoke_api_key(key_id)

@@ -6,6 +6,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +20,7 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name or id")]
 
-collections_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
-persons_app = typer.Typer(help="List persons.", no_args_is_help=True)
+collections_app = typer.Typer(help="Create, list, update and delete collections.", no_args_is_help=True)
 
 
 def open_service(data_dir: Path | None, *, workers: int = 0) -> Any:
@@ -48,7 +48,8 @@ def collections_create(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a collection."""
+    """Create a collection.
+    Example: facesearch collections create staff --settings '{"max_false_positive_rate": 0.001}'"""
     parsed = _json_option(settings, "settings")
     svc = open_service(data_dir)
     try:
@@ -63,7 +64,7 @@ def collections_create(
 @collections_app.command("list")
 @handle_errors
 def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None:
-    """List collections with their person and face counts."""
+    """List collections with their person and face counts. Example: facesearch collections list --json"""
     svc = open_service(data_dir)
     try:
         colls = svc.list_collections()
@@ -107,7 +108,8 @@ def collections_update(
     as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Edit a collection's name, title, description, kind or settings (as PATCH over HTTP)."""
+    """Edit a collection's name, title, description, kind or settings (as PATCH over HTTP).
+    Example: facesearch collections update staff --name staff-2026"""
     parsed = _json_option(settings, "settings")
     svc = open_service(data_dir)
     try:
@@ -131,7 +133,8 @@ def collections_delete(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Delete a collection with every person, face and thumbnail in it."""
+    """Delete a collection with every person, face and thumbnail in it.
+    Example: facesearch collections delete staff --yes"""
     svc = open_service(data_dir)
     try:
         c = svc.get_collection(name)
@@ -152,14 +155,20 @@ class EnrolReport:
     enrolled: int = 0
     skipped: int = 0
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # path, code, reason
+    not_enrolled: list[str] = field(default_factory=list)  # folders whose every photo was refused
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: finish what is in flight
 
 
 def _enrol_person(svc: Any, collection: Any, folder: Path, report: EnrolReport, tick: Any) -> None:
     external_id = folder.name
     found, _ = svc.list_persons(collection, external_id=external_id, limit=1)
     person = found[0] if found else None
-    for photo in sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    refused_here = 0
+    for photo in photos:
+        if report.stop.is_set():
+            return
         try:
             data = read_photo(photo, svc.settings.max_upload_bytes)
             if person is not None and svc.photo_enrolled(collection, person.id, data):
@@ -176,20 +185,44 @@ def _enrol_person(svc: Any, collection: Any, folder: Path, report: EnrolReport, 
                 report.enrolled += 1
         except FaceSearchError as exc:
             reason = str(exc.details.get("reason", exc.message))
+            refused_here += 1
             with report.lock:
                 report.refused.append((str(photo), exc.code, reason))
         finally:
             tick()
+    if person is None and photos and refused_here == len(photos):
+        with report.lock:
+            report.not_enrolled.append(external_id)
+
+
+#: Refused photos listed on the terminal; the rest are in the report file.
+SHOWN_REFUSALS = 20
+
+
+def _write_refusals(data_dir: Path, collection: str, refused: list[tuple[str, str, str]]) -> Path:
+    """Every refused photo, one per line (path, code, reason, tab-separated), in the data folder."""
+    from datetime import datetime
+
+    folder = data_dir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"enroll-{collection}-{stamp}-refused.tsv"
+    lines = ["path\tcode\treason"] + ["\t".join(row) for row in sorted(refused)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 @handle_errors
 def enroll(
     folder: Annotated[Path, typer.Argument(help="a folder with one sub-folder of photos per person")],
     collection: CollectionOpt,
-    workers: Annotated[int, typer.Option(help="worker processes for embedding (default: cores)")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="worker processes for embedding (0: the settings' FACESEARCH_WORKERS, or 1)")
+    ] = 0,
     data_dir: DataDir = None,
 ) -> None:
-    """Enrol a folder of persons (sub-folder name = external id); re-run it to resume."""
+    """Enrol a folder of persons (sub-folder name = external id); re-run it to resume.
+    Example: facesearch enroll ./photos -c staff"""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not folder.is_dir():
@@ -200,6 +233,7 @@ def enroll(
     n_workers = workers or settings.workers or 1
     svc = open_service(data_dir, workers=n_workers)
     report = EnrolReport()
+    interrupted = False
     try:
         coll = svc.collection(collection)  # read once, passed to every call
         columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -210,10 +244,25 @@ def enroll(
                 progress.advance(task)
 
             with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                for future in [pool.submit(_enrol_person, svc, coll, p, report, tick) for p in people]:
-                    future.result()
+                futures = [pool.submit(_enrol_person, svc, coll, p, report, tick) for p in people]
+                try:
+                    for future in futures:
+                        future.result()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    report.stop.set()  # each person stops after the photo in flight
+                    for future in futures:
+                        future.cancel()
     finally:
         svc.close()
+    _enrol_summary(report, settings.data_dir, coll.name, interrupted)
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def _enrol_summary(report: EnrolReport, data_dir: Path, collection: str, interrupted: bool) -> None:
+    if interrupted:
+        typer.echo("interrupted: stopped after the photos in flight; run the same command again to resume")
     typer.echo(
         f"{report.enrolled} photos enrolled, {report.skipped} already enrolled, {len(report.refused)} refused"
     )
@@ -223,8 +272,19 @@ def enroll(
         reasons[key] = reasons.get(key, 0) + 1
     for key, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {count:>6}  {key}")
-    for path, code, reason in report.refused[:20]:
+    for path, code, reason in sorted(report.refused)[:SHOWN_REFUSALS]:
         typer.echo(f"  refused {path}: {code} {reason}")
+    if report.refused:
+        listed = _write_refusals(data_dir, collection, report.refused)
+        more = len(report.refused) - SHOWN_REFUSALS
+        lead = f"  ... and {more} more; " if more > 0 else "  "
+        typer.echo(f"{lead}every refused photo is listed in {listed}")
+    if report.not_enrolled:
+        names = sorted(report.not_enrolled)
+        shown = ", ".join(names[:SHOWN_REFUSALS])
+        if len(names) > SHOWN_REFUSALS:
+            shown += f" and {len(names) - SHOWN_REFUSALS} more"
+        typer.echo(f"{len(names)} persons not enrolled (every photo refused): {shown}")
 
 
 FprOpt = Annotated[
@@ -270,7 +330,7 @@ def identify(
     data_dir: DataDir = None,
 ) -> None:
     """Who is this? The best matches of the photo's central face in a collection ("unknown" when
-    nobody passes the cut-off)."""
+    nobody passes the cut-off). Example: facesearch identify probe.jpg -c staff --top-k 3"""
     from facesearch.api.responses import IdentifyOut
     from facesearch.service import SearchOptions
 
@@ -303,7 +363,8 @@ def identify_all(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (crops as base64)")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Who are all these people? Every face of the photo with its best match, or "unknown"."""
+    """Who are all these people? Every face of the photo with its best match, or "unknown".
+    Example: facesearch identify-all group.jpg -c staff --json"""
     from facesearch.api.responses import IdentifyAllOut
     from facesearch.service import IdentifyAllOptions
 
@@ -337,31 +398,3 @@ def identify_all(
         label = m.person.name or m.person.external_id
         sim = f"similarity {m.similarity:.3f}{_strength(m)}"
         typer.echo(f"  {where}: {label} ({m.person.external_id})  {sim}")
-
-
-@persons_app.command("list")
-@handle_errors
-def persons_list(
-    collection: CollectionOpt,
-    group: Annotated[str | None, typer.Option(help="only this group")] = None,
-    limit: Annotated[int, typer.Option(help="page size, 1-1000")] = 50,
-    cursor: Annotated[str | None, typer.Option(help="cursor printed by the previous page")] = None,
-    as_json: JsonOpt = False,
-    data_dir: DataDir = None,
-) -> None:
-    """List the persons of a collection, a page at a time."""
-    svc = open_service(data_dir)
-    try:
-        persons, next_cursor = svc.list_persons(collection, group=group, limit=limit, cursor=cursor)
-    finally:
-        svc.close()
-    if as_json:
-        from facesearch.api.responses import PersonOut
-
-        page = [PersonOut.of(p, with_faces=False).model_dump(mode="json") for p in persons]
-        print_json({"persons": page, "next_cursor": next_cursor})  # the HTTP API's shape
-        return
-    for p in persons:
-        typer.echo(f"{p.external_id:32} {p.name:32} {','.join(p.groups):20} {p.id}")
-    if next_cursor:
-        typer.echo(f"more: --cursor {next_cursor}")

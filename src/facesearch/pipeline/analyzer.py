@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -106,13 +107,16 @@ def _init_worker(
     warm: Sequence[str] = (), config: PackConfig | None = None, parent: int | None = None
 ) -> None:
     global _worker
+    # Ctrl-C reaches the whole process group: the parent decides what stops (the CLI finishes
+    # the photos in flight and prints its summary); a worker never dies with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent is not None:
         _exit_with_parent(parent)
     pack_config = config or PackConfig.from_environment()
     _worker = LocalAnalyzer(lambda name: build_pack(name, pack_config))
     for pack in warm:
         try:
-            _worker.pipeline(pack).pack.warm_up()
+            _worker.pipeline(pack).warm_up()
         except Exception as exc:  # a pack that cannot load says so on its first real request
             log.warning("worker %d could not warm up model pack %s: %s", os.getpid(), pack, exc)
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facesearch.domain import Collection, Face, FaceObservation, Match, Person
-from facesearch.errors import Conflict, FaceSearchError, ValidationError
+from facesearch.domain import Collection, Face, FaceObservation, Match, Person, face_limit_reached
+from facesearch.errors import Conflict, FaceLimitReached, FaceSearchError, ValidationError
 from facesearch.imaging import thumbnail_jpeg
 from facesearch.pipeline import AnalyseOptions
 from facesearch.pipeline.gate import QualityGate
@@ -111,10 +111,7 @@ class Enroller:
         target = self.store.get_person(coll.pk, person)
         limit = int(coll.setting("max_faces_per_person"))
         if len(target.faces) >= limit:
-            raise ValidationError(
-                f"this person already has {len(target.faces)} faces, the collection's limit",
-                field="max_faces_per_person",
-            )
+            raise face_limit_reached(target.id, len(target.faces), limit)
         return self._store(coll, target.id, self.face_from_photo(coll, image, options))
 
     def _store(self, coll: Collection, person: str, new: NewFace) -> Face:
@@ -152,7 +149,7 @@ class Enroller:
                 return None
         try:
             return self._store(coll, best.person.id, new_face(found, image)).id
-        except (Conflict, ValidationError):  # the same photo, or the person filled up meanwhile
+        except (Conflict, FaceLimitReached):  # the same photo, or the person filled up meanwhile
             return None
 
     def enroll_unknown(

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from facesearch.domain import DEFAULT_GROUP, Box, Face
+from facesearch.domain import DEFAULT_GROUP, Box, Face, face_limit_reached
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
 from facesearch.storage.records import (
@@ -93,7 +93,8 @@ class FacesMixin(StoreBase):
         """Store a face and its 'add_face' log entry in one transaction.
 
         ValidationError when the pack is not the collection's or the dimension differs
-        from the faces already there, or when the person already has ``max_faces`` faces;
+        from the faces already there; FaceLimitReached when the person already has
+        ``max_faces`` faces;
         Conflict when the person already has a face from the same image bytes. Both are
         checked inside the write transaction, so they hold for concurrent calls.
         """
@@ -104,10 +105,7 @@ class FacesMixin(StoreBase):
             coll = self._collection(s, collection_id)
             person = self._person(s, coll, person_id)
             if max_faces is not None and (have := _person_faces(s, person.id)) >= max_faces:
-                raise ValidationError(
-                    f"this person already has {have} faces, the collection's limit",
-                    field="max_faces_per_person",
-                )
+                raise face_limit_reached(person.uid, have, max_faces)
             if content_hash is not None and _same_photo(s, coll.id, person.id, content_hash):
                 raise Conflict(
                     "this photo is already enrolled for this person", details={"person": person.uid}

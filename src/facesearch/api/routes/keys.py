@@ -30,13 +30,20 @@ def list_keys(
     p: AdminKey,
     svc: ServiceDep,
     include_revoked: Annotated[bool, Query(description="list revoked keys too")] = True,
+    collection: Annotated[
+        str | None, Query(description="only keys that reach this collection (id or name)")
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Every key's id, name, prefix, role, the collections it reaches (id and current name) and
     dates (never the key itself)."""
     p.require_unlimited("manage API keys")
-    page, next_cursor = paginate(svc.store.list_api_keys(include_revoked), limit, cursor)
+    records = svc.store.list_api_keys(include_revoked)
+    if collection is not None:
+        cid = svc.collection(collection).id
+        records = [r for r in records if r.allows(cid)]
+    page, next_cursor = paginate(records, limit, cursor)
     return success({"keys": [KeyOut.of(k) for k in page], "next_cursor": next_cursor})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as FastAPIPath
 
 from facesearch.api.deps import (
     Cursor,
@@ -17,6 +18,7 @@ from facesearch.api.deps import (
     allowed_collection,
 )
 from facesearch.api.errors import success
+from facesearch.api.examples import COLLECTION_PATH_EXAMPLES, person_example
 from facesearch.api.responses import IMAGE_ERROR_RESPONSES, Deleted, Envelope, PersonList, PersonOut
 from facesearch.api.schemas import PersonCreateParams, PersonUpdate
 from facesearch.service import EnrolOptions
@@ -25,7 +27,7 @@ router = APIRouter(
     prefix="/collections/{collection}/persons", tags=["persons"], responses=IMAGE_ERROR_RESPONSES
 )
 
-PERSON_BODY = ImageBody(PersonCreateParams, images=(), required=(), many="images")
+PERSON_BODY = ImageBody(PersonCreateParams, images=(), required=(), many="images", example=person_example)
 
 
 @router.post(
@@ -36,7 +38,9 @@ PERSON_BODY = ImageBody(PersonCreateParams, images=(), required=(), many="images
     openapi_extra=PERSON_BODY.openapi,
 )
 def create_person(
-    collection: str,
+    collection: Annotated[
+        str, FastAPIPath(description="collection id or name", openapi_examples=COLLECTION_PATH_EXAMPLES)
+    ],
     p: WriteKey,
     svc: ServiceDep,
     body: Annotated[ImageRequest[PersonCreateParams], Depends(PERSON_BODY)],

@@ -6,9 +6,11 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from fastapi import Path as FastAPIPath
 
 from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, allowed_collection
 from facesearch.api.errors import success
+from facesearch.api.examples import COLLECTION_PATH_EXAMPLES, identify_all_example, identify_example
 from facesearch.api.responses import (
     IMAGE_ERROR_RESPONSES,
     DetectOut,
@@ -30,10 +32,13 @@ from facesearch.service import FaceSearch, SearchOptions
 from facesearch.service.options import DetectOptions, IdentifyAllOptions, VerifyOptions
 
 router = APIRouter(tags=["search"], responses=IMAGE_ERROR_RESPONSES)
+CollectionPath = Annotated[
+    str, FastAPIPath(description="collection id or name", openapi_examples=COLLECTION_PATH_EXAMPLES)
+]
 
-IDENTIFY_BODY = ImageBody(IdentifyParams)
+IDENTIFY_BODY = ImageBody(IdentifyParams, example=identify_example)
 SEARCH_BODY = ImageBody(MultiSearchParams)
-IDENTIFY_ALL_BODY = ImageBody(IdentifyAllParams)
+IDENTIFY_ALL_BODY = ImageBody(IdentifyAllParams, example=identify_all_example)
 DETECT_BODY = ImageBody(DetectParams)
 VERIFY_BODY = ImageBody(VerifyParams, images=("image_a", "image_b"), required=("image_a",))
 
@@ -53,7 +58,7 @@ def _identify(svc: FaceSearch, p: Principal, refs: list[str], body: ImageRequest
     openapi_extra=IDENTIFY_BODY.openapi,
 )
 def identify(
-    collection: str,
+    collection: CollectionPath,
     p: ReadKey,
     svc: ServiceDep,
     body: Annotated[ImageRequest[IdentifyParams], Depends(IDENTIFY_BODY)],
@@ -89,7 +94,7 @@ def search(
     openapi_extra=IDENTIFY_ALL_BODY.openapi,
 )
 def identify_all(
-    collection: str,
+    collection: CollectionPath,
     p: ReadKey,
     svc: ServiceDep,
     body: Annotated[ImageRequest[IdentifyAllParams], Depends(IDENTIFY_ALL_BODY)],
