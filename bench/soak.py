@@ -61,11 +61,14 @@ def rss_mib(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
+    """Children of every thread of ``pid`` (a pool replaced by a request thread is that thread's)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return sorted(set(out))
 
 
 class Server:
@@ -80,8 +83,14 @@ class Server:
         script = Path(sys.executable).parent / "facesearch"
         cmd = [str(script), "serve", "--port", str(self.port), "--workers", str(self.workers)]
         cmd += ["--data-dir", str(self.data)]
+        env = dict(os.environ)
+        # The models `make test` installed in the checkout, unless told otherwise: the soak runs
+        # the default a user gets (onnx when installed), not the dlib fallback of an empty folder.
+        repo_models = Path(__file__).resolve().parents[1] / "data" / "models"
+        if "FACESEARCH_MODELS_DIR" not in env and (repo_models / "onnx").is_dir():
+            env["FACESEARCH_MODELS_DIR"] = str(repo_models)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         t0 = time.monotonic()
         while time.monotonic() - t0 < 180:
             if self.proc.poll() is not None:
@@ -140,12 +149,15 @@ class Ledger:
     faces_added: int = 0
     codes: Counter[str] = field(default_factory=Counter)
     latency: dict[tuple[int, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+    by_op: Counter[str] = field(default_factory=Counter)  # "operation CODE" -> count
     requests: int = 0
 
     def record(self, minute: int, op: str, ms: float, code: str) -> None:
         with self.lock:
             self.requests += 1
             self.codes[code] += 1
+            if code != "ok":
+                self.by_op[f"{op} {code}"] += 1
             if code == "ok":
                 self.latency[(minute, op)].append(ms)
 

@@ -64,6 +64,35 @@ def test_a_request_in_flight_when_its_worker_dies_is_retried(pool: ProcessAnalyz
     assert out and out[0] != pid and pool.restarts == 1
 
 
+def test_the_same_photo_twice_in_flight_when_a_worker_dies_is_not_poison() -> None:
+    """Found by bench/soak.py: 8 clients, one worker killed; two requests for the same group photo
+    were in flight, each counted a crash for the one breakage, and that photo was refused
+    (IMAGE_UNPROCESSABLE) for the rest of the run. One breakage is one crash per photo."""
+    analyzer = ProcessAnalyzer(2, work=echo_pid)  # type: ignore[arg-type]
+    try:
+        pids = {analyzer.analyse(req(b"warm")) for _ in range(4)}
+        out: list[Any] = []
+        errors: list[Exception] = []
+
+        def slow() -> None:
+            try:
+                out.append(analyzer.analyse(req(b"slow")))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=slow) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        os.kill(sorted(pids)[0], signal.SIGKILL)  # type: ignore[arg-type]
+        for t in threads:
+            t.join(30)
+        assert not errors and len(out) == 3, errors
+        assert isinstance(analyzer.analyse(req(b"slow")), int)  # not refused afterwards either
+    finally:
+        analyzer.close()
+
+
 def test_a_poison_photo_is_refused_and_the_pool_keeps_working(pool: ProcessAnalyzer) -> None:
     assert isinstance(pool.analyse(req(b"warm")), int)
     with pytest.raises(ImageUnprocessable) as info:

@@ -169,7 +169,11 @@ class ProcessAnalyzer:
         self._config = config
         self._work = work or _work
         self._lock = threading.Lock()
-        self._crashes: OrderedDict[str, int] = OrderedDict()
+        # Photo hash -> the pools (by generation) that broke while it was in flight: a photo is
+        # poison after breaking POISON_CRASHES different pools. Counting requests instead made
+        # one breakage with the same photo twice in flight look like two (found by bench/soak.py).
+        self._crashes: OrderedDict[str, set[int]] = OrderedDict()
+        self._generation = 0  # of the current pool
         self._answered = 0  # requests the pool has answered: a pool that never works blames no photo
         self.restarts = 0
         self._closed = False
@@ -202,28 +206,32 @@ class ProcessAnalyzer:
             log.warning("a worker process died: starting a new pool of %d", self.workers)
             broken.shutdown(wait=False, cancel_futures=True)
             self._pool, self._starting = self._start()
+            self._generation += 1
             self.restarts += 1
 
-    def _crashed(self, key: str) -> int:
+    def _crashed(self, key: str, generation: int) -> int:
+        """Record that the pool of ``generation`` broke with this photo in flight; how many
+        different pools it has broken."""
         with self._lock:
-            n = self._crashes.pop(key, 0) + 1
-            self._crashes[key] = n
+            pools = self._crashes.pop(key, set())
+            pools.add(generation)
+            self._crashes[key] = pools
             while len(self._crashes) > _CRASH_MEMORY:
                 self._crashes.popitem(last=False)
-            return n
+            return len(pools)
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
         def key() -> str:  # hashed only once some photo has crashed a worker: not on the hot path
             return hashlib.sha256(request.data).hexdigest()
 
-        if self._crashes and self._crashes.get(key(), 0) >= POISON_CRASHES:
+        if self._crashes and len(self._crashes.get(key(), ())) >= POISON_CRASHES:
             raise ImageUnprocessable(
                 "this photo made the analysis crash before: it is refused",
                 details={"crashes": POISON_CRASHES},
             )
         attempt = refused = 0
         while True:
-            pool = self._pool
+            pool, generation = self._pool, self._generation
             try:
                 future = pool.submit(self._work, request)
             except (BrokenProcessPool, RuntimeError):
@@ -241,7 +249,7 @@ class ProcessAnalyzer:
             except BrokenProcessPool:
                 attempt += 1
                 # A pool that has never answered blames no photo (a broken install, say).
-                crashes = self._crashed(key()) if self._answered > 0 else 0
+                crashes = self._crashed(key(), generation) if self._answered > 0 else 0
                 self._replace(pool)
                 if crashes >= POISON_CRASHES:
                     raise ImageUnprocessable(
