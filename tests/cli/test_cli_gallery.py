@@ -369,6 +369,14 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_the_next_run_resumes(
     assert again.returncode == 0, again.stderr.decode()
     enrolled, skipped, refused = summary_of(again.stdout.decode())
     assert skipped == first[0] and enrolled + skipped + refused == total
+    as_json = subprocess.run(
+        [*exe, "enroll", str(photos), "-c", "lfw", "--json", "--data-dir", str(data)],
+        capture_output=True,
+        env=env,
+    )
+    report = json.loads(as_json.stdout)  # only JSON on stdout: the progress bar is on stderr
+    assert report["enrolled"] == 0 and report["already_enrolled"] == skipped + enrolled
+    assert len(report["refused"]) == refused and report["interrupted"] is False
 
 
 def summary_of(text: str) -> tuple[int, int, int]:

@@ -215,3 +215,13 @@ def test_every_command_and_option_has_help_with_an_example() -> None:
         if getattr(p, "param_type_name", "") == "option" and not getattr(p, "help", None) and p.name != "help"  # type: ignore[attr-defined]
     ]
     assert not bare, bare
+
+
+def test_every_command_but_serve_prints_json_with_json() -> None:
+    """#20.1: `--json` on each command, for scripts."""
+    without = [
+        path
+        for path, c in _leaf_commands()
+        if path != "serve" and not any("--json" in getattr(p, "opts", []) for p in getattr(c, "params", []))
+    ]
+    assert not without, without

@@ -55,6 +55,25 @@ def read_photo(path: Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
+def with_service(data_dir: Path | None, work: Callable[[Any], R]) -> R:
+    """Run ``work(service)`` on the data folder's FaceSearch service, then close it."""
+    from facesearch.cli.service import open_service
+
+    svc = open_service(data_dir)
+    try:
+        return work(svc)
+    finally:
+        svc.close()
+
+
+def emit(as_json: bool, payload: Callable[[], Any], text: str) -> None:
+    """Print ``payload()`` as JSON (the HTTP API's shape) with --json, else the line ``text``."""
+    if as_json:
+        print_json(payload())
+    else:
+        typer.echo(text)
+
+
 def print_json(payload: Any) -> None:
     """Write ``payload`` as indented JSON to stdout."""
     json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)

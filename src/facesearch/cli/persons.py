@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, handle_errors, print_json, read_photo
+from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json, read_photo, with_service
 from facesearch.errors import ValidationError
 
 T = TypeVar("T")
@@ -25,17 +25,6 @@ persons_app = typer.Typer(
 groups_app = typer.Typer(
     help="Groups of persons: list, create, delete, add and remove members.", no_args_is_help=True
 )
-
-
-def with_service(data_dir: Path | None, work: Callable[[Any], T]) -> T:
-    """Run ``work(service)`` on the data folder's service and close it."""
-    from facesearch.cli.service import open_service
-
-    svc = open_service(data_dir)
-    try:
-        return work(svc)
-    finally:
-        svc.close()
 
 
 def _metadata(text: str | None) -> dict[str, Any] | None:
@@ -142,10 +131,11 @@ def persons_create(
         )
 
     p = with_service(data_dir, work)
-    if as_json:
-        print_json(_person_json(p))
-        return
-    typer.echo(f"created person {p.external_id} ({p.id}) with {len(p.faces)} face(s)")
+    emit(
+        as_json,
+        lambda: _person_json(p),
+        f"created person {p.external_id} ({p.id}) with {len(p.faces)} face(s)",
+    )
 
 
 @persons_app.command("update")
@@ -172,10 +162,7 @@ def persons_update(
             collection, person, **{k: v for k, v in fields.items() if v is not None}
         ),
     )
-    if as_json:
-        print_json(_person_json(p))
-        return
-    typer.echo(f"updated {_person_line(p)}")
+    emit(as_json, lambda: _person_json(p), f"updated {_person_line(p)}")
 
 
 @persons_app.command("delete")
@@ -199,10 +186,7 @@ def persons_delete(
         return p
 
     p = with_service(data_dir, work)
-    if as_json:
-        print_json({"id": p.id, "deleted": True})
-        return
-    typer.echo(f"deleted person {p.external_id} ({p.id})")
+    emit(as_json, lambda: {"id": p.id, "deleted": True}, f"deleted person {p.external_id} ({p.id})")
 
 
 @persons_app.command("add-face")
@@ -221,10 +205,11 @@ def persons_add_face(
         data_dir,
         lambda svc: svc.add_face(collection, person, read_photo(photo, svc.settings.max_upload_bytes)),
     )
-    if as_json:
-        print_json(FaceOut.of(face).model_dump(mode="json"))
-        return
-    typer.echo(f"added face {face.id} ({face.box.width}x{face.box.height} px) to {person}")
+    emit(
+        as_json,
+        lambda: FaceOut.of(face).model_dump(mode="json"),
+        f"added face {face.id} ({face.box.width}x{face.box.height} px) to {person}",
+    )
 
 
 @persons_app.command("delete-face")
@@ -238,10 +223,7 @@ def persons_delete_face(
     """Delete one face (its embedding and thumbnail).
     Example: facesearch persons delete-face fac_... -c staff"""
     with_service(data_dir, lambda svc: svc.delete_face(collection, face))
-    if as_json:
-        print_json({"id": face, "deleted": True})
-        return
-    typer.echo(f"deleted face {face}")
+    emit(as_json, lambda: {"id": face, "deleted": True}, f"deleted face {face}")
 
 
 # --- groups ---------------------------------------------------------------------------
@@ -277,10 +259,7 @@ def groups_create(
 ) -> None:
     """Create a group. Example: facesearch groups create night-shift -c staff"""
     g = with_service(data_dir, lambda svc: svc.create_group(collection, name))
-    if as_json:
-        print_json(_group_json(g))
-        return
-    typer.echo(f"created group {g.name} ({g.id})")
+    emit(as_json, lambda: _group_json(g), f"created group {g.name} ({g.id})")
 
 
 @groups_app.command("delete")
@@ -293,10 +272,7 @@ def groups_delete(
 ) -> None:
     """Delete a group (its persons stay). Example: facesearch groups delete night-shift -c staff"""
     with_service(data_dir, lambda svc: svc.delete_group(collection, name))
-    if as_json:
-        print_json({"id": name, "deleted": True})
-        return
-    typer.echo(f"deleted group {name}")
+    emit(as_json, lambda: {"id": name, "deleted": True}, f"deleted group {name}")
 
 
 def _membership(name: str, verb: str) -> Callable[..., None]:
@@ -309,10 +285,11 @@ def _membership(name: str, verb: str) -> Callable[..., None]:
         data_dir: DataDir = None,
     ) -> None:
         p = with_service(data_dir, lambda svc: getattr(svc, name)(collection, group, person))
-        if as_json:
-            print_json(_person_json(p, with_faces=False))
-            return
-        typer.echo(f"{verb} {p.external_id}: groups {','.join(p.groups) or 'none'}")
+        emit(
+            as_json,
+            lambda: _person_json(p, with_faces=False),
+            f"{verb} {p.external_id}: groups {','.join(p.groups) or 'none'}",
+        )
 
     return command
 

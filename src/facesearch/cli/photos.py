@@ -32,7 +32,7 @@ def detect(
     """List every face in a photo with its box, landmarks, detection score and quality.
     Example: facesearch detect groups/fr_two_people.jpg --json"""
     from facesearch.api.responses import DetectOut
-    from facesearch.cli.persons import with_service
+    from facesearch.cli.common import with_service
     from facesearch.service import DetectOptions
 
     options = DetectOptions(min_face_size=min_face_size, max_faces=max_faces)
@@ -78,7 +78,7 @@ def verify(
     """Same person? Two photos' main faces, or a photo against an enrolled person (1:1).
     Example: facesearch verify a.jpg b.jpg, or facesearch verify a.jpg --person obama -c staff"""
     from facesearch.api.responses import VerifyOut
-    from facesearch.cli.persons import with_service
+    from facesearch.cli.common import with_service
     from facesearch.service import VerifyOptions
 
     def work(svc: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, handle_errors, print_json
+from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json
 from facesearch.cli.context import settings_for
 from facesearch.errors import AddressInUse
 
@@ -148,6 +148,7 @@ def keys_create(
             "(bound to their ids: a rename keeps the key's reach). Example: --collections lobby,garage"
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (with the key itself, once)")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored).
@@ -158,6 +159,11 @@ def keys_create(
         record, plaintext = store.create_api_key(name, role, limited)
     finally:
         store.close()
+    if as_json:
+        from facesearch.api.responses import KeyCreated
+
+        print_json(KeyCreated.created(record, plaintext).model_dump(mode="json"))
+        return
     typer.echo(
         f"created {record.role} key {record.id} ({record.name}; {_scope(record, ', ', 'all collections')})"
     )
@@ -202,13 +208,16 @@ def keys_list(
 @handle_errors
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id (key_...)")],
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """Revoke an API key: it stops working at once (revoking it again changes nothing).
     Example: facesearch keys revoke key_..."""
+    from facesearch.api.responses import KeyOut
+
     store = _open_store(data_dir)
     try:
         record = store.revoke_api_key(key_id)
     finally:
         store.close()
-    typer.echo(f"revoked {record.id} ({record.name})")
+    emit(as_json, lambda: KeyOut.of(record).model_dump(mode="json"), f"revoked {record.id} ({record.name})")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, handle_errors, print_json, read_photo
+from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json, read_photo, with_service
 from facesearch.cli.context import settings_for
 from facesearch.errors import FaceSearchError, ValidationError
 
@@ -46,19 +46,19 @@ def collections_create(
     settings: Annotated[
         str | None, typer.Option(help="JSON settings, e.g. '{\"auto_enroll\": true}'")
     ] = None,
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a collection.
     Example: facesearch collections create staff --settings '{"max_false_positive_rate": 0.001}'"""
     parsed = _json_option(settings, "settings")
-    svc = open_service(data_dir)
-    try:
-        c = svc.create_collection(
+    c = with_service(
+        data_dir,
+        lambda svc: svc.create_collection(
             name, title=title, description=description, kind=kind, pack=pack, settings=parsed
-        )
-    finally:
-        svc.close()
-    typer.echo(f"created collection {c.name} ({c.id}, pack {c.pack})")
+        ),
+    )
+    emit(as_json, lambda: _collection_json(c), f"created collection {c.name} ({c.id}, pack {c.pack})")
 
 
 @collections_app.command("list")
@@ -71,9 +71,7 @@ def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None
     finally:
         svc.close()
     if as_json:
-        from facesearch.api.responses import CollectionOut
-
-        print_json([CollectionOut.of(c).model_dump(mode="json") for c in colls])  # the HTTP fields
+        print_json([_collection_json(c) for c in colls])  # the HTTP API's fields
         return
     if not colls:
         typer.echo("No collections yet: facesearch collections create NAME")
@@ -81,6 +79,13 @@ def collections_list(as_json: JsonOpt = False, data_dir: DataDir = None) -> None
         typer.echo(
             f"{c.name:24} {c.person_count:>8} persons {c.face_count:>9} faces  {c.kind:9} {c.pack}  {c.id}"
         )
+
+
+def _collection_json(c: Any) -> dict[str, Any]:
+    from facesearch.api.responses import CollectionOut
+
+    out: dict[str, Any] = CollectionOut.of(c).model_dump(mode="json")
+    return out
 
 
 def _json_option(text: str | None, option: str) -> Any:
@@ -111,19 +116,14 @@ def collections_update(
     """Edit a collection's name, title, description, kind or settings (as PATCH over HTTP).
     Example: facesearch collections update staff --name staff-2026"""
     parsed = _json_option(settings, "settings")
-    svc = open_service(data_dir)
-    try:
-        c = svc.update_collection(
+    c = with_service(
+        data_dir,
+        lambda svc: svc.update_collection(
             ref, name=name, title=title, description=description, kind=kind, settings=parsed
-        )
-    finally:
-        svc.close()
-    if as_json:
-        from facesearch.api.responses import CollectionOut
-
-        print_json(CollectionOut.of(c).model_dump(mode="json"))
-        return
-    typer.echo(f"updated collection {c.name} ({c.id}): settings {json.dumps(c.settings, sort_keys=True)}")
+        ),
+    )
+    text = f"updated collection {c.name} ({c.id}): settings {json.dumps(c.settings, sort_keys=True)}"
+    emit(as_json, lambda: _collection_json(c), text)
 
 
 @collections_app.command("delete")
@@ -131,6 +131,7 @@ def collections_update(
 def collections_delete(
     name: Annotated[str, typer.Argument(help="collection name or id")],
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """Delete a collection with every person, face and thumbnail in it.
@@ -145,7 +146,7 @@ def collections_delete(
         svc.delete_collection(c.id)
     finally:
         svc.close()
-    typer.echo(f"deleted collection {c.name}")
+    emit(as_json, lambda: {"id": c.id, "deleted": True}, f"deleted collection {c.name}")
 
 
 @dataclass
@@ -219,6 +220,7 @@ def enroll(
     workers: Annotated[
         int, typer.Option(help="worker processes for embedding (0: the settings' FACESEARCH_WORKERS, or 1)")
     ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Enrol a folder of persons (sub-folder name = external id); re-run it to resume.
@@ -237,7 +239,10 @@ def enroll(
     try:
         coll = svc.collection(collection)  # read once, passed to every call
         columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=False) as progress:
+        from rich.console import Console
+
+        # On stderr: stdout is for the summary (or the JSON of --json).
+        with Progress(*columns, transient=False, console=Console(stderr=True)) as progress:
             task = progress.add_task("enrol", total=total)
 
             def tick() -> None:
@@ -255,12 +260,25 @@ def enroll(
                         future.cancel()
     finally:
         svc.close()
-    _enrol_summary(report, settings.data_dir, coll.name, interrupted)
+    refused_file = _write_refusals(settings.data_dir, coll.name, report.refused) if report.refused else None
+    if as_json:
+        print_json(
+            {
+                "enrolled": report.enrolled,
+                "already_enrolled": report.skipped,
+                "refused": [{"path": p, "code": c, "reason": r} for p, c, r in sorted(report.refused)],
+                "refused_file": str(refused_file) if refused_file else None,
+                "persons_not_enrolled": sorted(report.not_enrolled),
+                "interrupted": interrupted,
+            }
+        )
+    else:
+        _enrol_summary(report, refused_file, interrupted)
     if interrupted:
         raise typer.Exit(130)
 
 
-def _enrol_summary(report: EnrolReport, data_dir: Path, collection: str, interrupted: bool) -> None:
+def _enrol_summary(report: EnrolReport, refused_file: Path | None, interrupted: bool) -> None:
     if interrupted:
         typer.echo("interrupted: stopped after the photos in flight; run the same command again to resume")
     typer.echo(
@@ -274,11 +292,10 @@ def _enrol_summary(report: EnrolReport, data_dir: Path, collection: str, interru
         typer.echo(f"  {count:>6}  {key}")
     for path, code, reason in sorted(report.refused)[:SHOWN_REFUSALS]:
         typer.echo(f"  refused {path}: {code} {reason}")
-    if report.refused:
-        listed = _write_refusals(data_dir, collection, report.refused)
+    if refused_file is not None:
         more = len(report.refused) - SHOWN_REFUSALS
         lead = f"  ... and {more} more; " if more > 0 else "  "
-        typer.echo(f"{lead}every refused photo is listed in {listed}")
+        typer.echo(f"{lead}every refused photo is listed in {refused_file}")
     if report.not_enrolled:
         names = sorted(report.not_enrolled)
         shown = ", ".join(names[:SHOWN_REFUSALS])
