@@ -29,9 +29,13 @@ run: install models
 browser:
 	sh scripts/install-browser.sh
 
-# pytest exits 5 when it collects no test: make treats that as a failure too.
+# pytest exits 5 when it collects no test: make treats that as a failure too. A throwaway
+# PostgreSQL (scripts/pg.sh: Debian's postgresql-15, 127.0.0.1, a free port) runs during the
+# tests so the store, service, recovery and HTTP tests run on it as well as on SQLite; it is
+# stopped afterwards, whatever the tests' outcome.
 test: install models browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	sh scripts/pg.sh start
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; sh scripts/pg.sh stop; exit $$status
 
 check: install
 	$(VENV)/bin/ruff check src tests bench

@@ -46,6 +46,22 @@ def embedding_cache(faces_dir: Path) -> Iterator[EmbeddingCache]:
     yield EmbeddingCache(faces_dir)
 
 
+# --- the SQL database: SQLite, and PostgreSQL when scripts/pg.sh started one ----------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (the default SQLite file in the data folder), then a PostgreSQL schema of its own:
+    the tests that take this fixture run on both (PostgreSQL skips with a message when absent)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from pgutil import fresh_schema, need_postgres
+
+    with fresh_schema(need_postgres()) as url:
+        yield url
+
+
 # --- figures: what passing tests printed (accuracy, recall, recovery counts) ------------------
 
 _FIGURES: list[tuple[str, str]] = []

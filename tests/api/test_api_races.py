@@ -41,8 +41,9 @@ def at_once(call: Callable[[int], httpx.Response]) -> list[httpx.Response]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    app = fake_app(tmp_path)
+def server(tmp_path: Path, database_url: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+    """On SQLite and on PostgreSQL (where write transactions serialise on an advisory lock)."""
+    app = fake_app(tmp_path, **({"database_url": database_url} if database_url else {}))
     headers = {"X-API-Key": new_key(app, "admin")}
     with thread_server(app) as url:
         made = httpx.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,24 @@ from facesearch import errors
 from facesearch.api.errors import STATUS_BY_CODE
 from facesearch.client import error_class
 from fakes import face_photo, person_photo
+from pgutil import fresh_schema, need_postgres
 
 ALICE, BOB = (10, 20), (30, 40)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    app = fake_app(tmp_path_factory.mktemp("client"))
-    keys = {role: new_key(app, role) for role in ("reader", "writer", "admin")}
-    with thread_server(app) as url:
-        yield url, keys
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every route through the client, on SQLite and on PostgreSQL."""
+    with ExitStack() as stack:
+        extra = {}
+        if request.param == "postgresql":
+            extra["database_url"] = stack.enter_context(fresh_schema(need_postgres()))
+        app = fake_app(tmp_path_factory.mktemp("client"), **extra)
+        keys = {role: new_key(app, role) for role in ("reader", "writer", "admin")}
+        with thread_server(app) as url:
+            yield url, keys
 
 
 @pytest.fixture

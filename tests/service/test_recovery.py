@@ -20,8 +20,12 @@ WORKER = Path(__file__).with_name("bulk_enrol_worker.py")
 
 
 @pytest.mark.integration
-def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(tmp_path: Path) -> None:
+def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(
+    tmp_path: Path, database_url: str | None
+) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if database_url is not None:
+        env["FACESEARCH_DATABASE_URL"] = database_url  # the worker's Settings read it
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), str(tmp_path), "100000", "25"],
         stdout=subprocess.PIPE,
@@ -44,7 +48,8 @@ def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(tmp_path: Path
     assert len(acked) >= 60, proc.stderr.read() if proc.stderr else ""
 
     started = time.perf_counter()
-    svc = FaceSearch(Settings(data_dir=tmp_path, default_pack="fake"), packs={"fake": fake_pack()})
+    settings = Settings(data_dir=tmp_path, default_pack="fake", database_url=database_url)
+    svc = FaceSearch(settings, packs={"fake": fake_pack()})
     recovered_ms = (time.perf_counter() - started) * 1000
     try:
         persons = []

@@ -15,13 +15,15 @@ from fakes import face_photo, fake_pack, person_photo
 ALICE, BOB, CARL, DORA = (10, 20), (30, 40), (50, 60), (70, 80)
 
 
-def open_service(data_dir: Path) -> FaceSearch:
-    return FaceSearch(Settings(data_dir=data_dir, default_pack="fake"), packs={"fake": fake_pack()})
+def open_service(data_dir: Path, database_url: str | None = None) -> FaceSearch:
+    settings = Settings(data_dir=data_dir, default_pack="fake", database_url=database_url)
+    return FaceSearch(settings, packs={"fake": fake_pack()})
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> FaceSearch:
-    service = open_service(tmp_path)
+def svc(tmp_path: Path, database_url: str | None) -> FaceSearch:
+    """Every service test runs on SQLite and on PostgreSQL."""
+    service = open_service(tmp_path, database_url)
     yield service
     service.close()
 
@@ -219,17 +221,19 @@ def test_detect(svc: FaceSearch) -> None:
     assert nothing.faces == () and nothing.smallest_face_size == 32
 
 
-def test_restart_keeps_everything_and_index_rebuilds_from_sql(tmp_path: Path) -> None:
-    svc = open_service(tmp_path)
+def test_restart_keeps_everything_and_index_rebuilds_from_sql(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    svc = open_service(tmp_path, database_url)
     svc.create_collection("c")
     svc.create_person("c", external_id="a", images=[person_photo(*ALICE)])
     svc.close()
-    again = open_service(tmp_path)
+    again = open_service(tmp_path, database_url)
     assert again.identify("c", person_photo(*ALICE)).matches[0].person.external_id == "a"
     again.create_person("c", external_id="b", images=[person_photo(*BOB)])
     again.close()
     shutil.rmtree(tmp_path / "index")
-    rebuilt = open_service(tmp_path)
+    rebuilt = open_service(tmp_path, database_url)
     assert rebuilt.index.count() == 2
     assert rebuilt.identify("c", person_photo(*BOB)).matches[0].person.external_id == "b"
     rebuilt.close()

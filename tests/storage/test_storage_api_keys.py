@@ -14,6 +14,7 @@ from facesearch.storage._collections import hash_key
 from facesearch.storage.tables import DbApiKey
 
 
+@pytest.mark.sqlite_only
 def test_only_the_hash_is_stored(store: Store, db_path: Path) -> None:
     staff = store.create_collection("staff")
     record, key = store.create_api_key("ci", "writer", ["staff"])
@@ -108,3 +109,21 @@ def test_bad_role_refused(store: Store) -> None:
     with pytest.raises(ValidationError) as info:
         store.create_api_key("x", "root")
     assert info.value.details["field"] == "role"
+
+
+def test_the_first_key_is_created_once_by_concurrent_callers(store: Store, database_url: str) -> None:
+    """Servers starting at once on one database (#16.2) make one first admin key between them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facesearch.storage import open_store
+
+    others = [open_store(database_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            made = list(pool.map(lambda s: s.create_first_api_key("admin (first run)"), others))
+    finally:
+        for s in others:
+            s.close()
+    assert sum(m is not None for m in made) == 1
+    assert [k.role for k in store.list_api_keys()] == ["admin"]
+    assert store.create_first_api_key("again") is None

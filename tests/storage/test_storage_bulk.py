@@ -10,6 +10,9 @@ from facesearch.errors import ValidationError
 from facesearch.storage import Store
 from facesearch.storage.bulk import bulk_fill
 
+# bulk_fill (the bench galleries) writes explicit ids and supports SQLite only.
+pytestmark = pytest.mark.sqlite_only("bulk_fill is SQLite's bench loader")
+
 
 def test_bulk_fill_writes_persons_faces_and_log(store: Store, coll: Collection) -> None:
     vecs = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)

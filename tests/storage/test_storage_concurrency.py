@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from storage_helpers import BOX, vec
 
@@ -11,8 +10,8 @@ from facesearch.domain import Collection
 from facesearch.storage import Store, open_store
 
 
-def test_concurrent_writers_lose_nothing(store: Store, coll: Collection, db_path: Path) -> None:
-    second = open_store(f"sqlite:///{db_path}")  # its own engine and pool, like another process
+def test_concurrent_writers_lose_nothing(store: Store, coll: Collection, database_url: str) -> None:
+    second = open_store(database_url)  # its own engine and pool, like another process
     start = store.last_seq()
 
     def enrol(i: int) -> str:

@@ -159,6 +159,7 @@ def test_delete_person_removes_faces_thumbnails_and_logs(store: Store, coll: Col
     assert len(adds) == 2 and all(c.embedding is None and c.groups is None for c in adds)
 
 
+@pytest.mark.sqlite_only
 def test_deleted_face_bytes_are_wiped(store: Store, coll: Collection, db_path: object) -> None:
     p = store.create_person(coll.id, "a")
     marker = b"THUMBNAIL-MARKER-" * 20

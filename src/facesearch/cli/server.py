@@ -25,11 +25,10 @@ ADMIN_KEY_FILE = "admin-key.txt"
 
 
 def bootstrap_admin_key(store: Store) -> str | None:
-    """On a store without any key, create an admin key and return it (else None)."""
-    if store.count_api_keys(active_only=False) > 0:
-        return None
-    _, plaintext = store.create_api_key("admin (first run)", "admin")
-    return plaintext
+    """On a store without any key, create an admin key and return it (else None); atomic, so
+    several servers starting at once on one database make one."""
+    created = store.create_first_api_key("admin (first run)")
+    return None if created is None else created[1]
 
 
 def write_key_file(data_dir: Path, key: str) -> Path:

@@ -22,7 +22,7 @@ from facesearch.domain import (
     check_label,
 )
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage.db import WRITE_OPTION
+from facesearch.storage.db import PG_WRITE_LOCK, WRITE_OPTION
 from facesearch.storage.tables import (
     DbChange,
     DbCollection,
@@ -87,6 +87,9 @@ class StoreBase:
         try:
             with self._sessions.begin() as session:
                 session.connection(execution_options={WRITE_OPTION: True})
+                if self._dialect == "postgresql":
+                    # One writer at a time across every process, as SQLite's BEGIN IMMEDIATE (db.py).
+                    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
                 yield session
         except IntegrityError as exc:
             raise Conflict(

@@ -211,6 +211,28 @@ class CollectionsMixin(StoreBase):
     def _collection_names(s: Session) -> dict[str, str]:
         return {uid: name for uid, name in s.execute(select(DbCollection.uid, DbCollection.name))}
 
+    def create_first_api_key(self, name: str) -> tuple[ApiKeyRecord, str] | None:
+        """An admin key when the store has no key at all (revoked ones count), else None.
+
+        The check and the insert are one write transaction, so servers starting at once on one
+        database create one first key between them, not one each.
+        """
+        plaintext = "fs_" + secrets.token_urlsafe(32)
+        with self._write() as s:
+            if s.scalar(select(func.count()).select_from(DbApiKey)):
+                return None
+            row = DbApiKey(
+                uid=new_uid("key_"),
+                name=check_text(name, "name", 100, allow_empty=False),
+                prefix=plaintext[:8],
+                key_hash=hash_key(plaintext),
+                role="admin",
+                collections=None,
+            )
+            s.add(row)
+            s.flush()
+            return self._to_key(row), plaintext
+
     def create_api_key(
         self, name: str, role: str, collections: list[str] | None = None
     ) -> tuple[ApiKeyRecord, str]:

@@ -7,6 +7,17 @@ disk) and a 30 s busy timeout; SQLAlchemy emits ``BEGIN`` itself, and transactio
 run with the execution option ``WRITE_OPTION`` start with ``BEGIN IMMEDIATE`` so that
 concurrent writers queue on the busy timeout instead of failing with "database is
 locked". ``migrate(engine)`` runs Alembic to head from a Config built in code.
+
+For PostgreSQL (``postgresql+psycopg://...``, psycopg 3): a connection pool of
+``PG_POOL_SIZE`` connections (plus ``PG_MAX_OVERFLOW`` at peaks, each checked before use and
+recycled after ``PG_POOL_RECYCLE_S``), and every session gets ``statement_timeout`` and
+``lock_timeout`` (``PG_STATEMENT_TIMEOUT_MS``, ``PG_LOCK_TIMEOUT_MS``) so that no request
+waits forever on a stuck statement or lock. Write transactions take the transaction-level
+advisory lock ``PG_WRITE_LOCK`` first: writes are serialised across every process that shares
+the database, exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them, so the checks made
+inside a write transaction (face limits, the same photo twice, a taken name) hold for
+concurrent requests on several servers, and READ COMMITTED never reports a serialisation
+failure to retry. Reads do not take it and run concurrently.
 """
 
 from __future__ import annotations
@@ -28,6 +39,13 @@ WRITE_OPTION = "facesearch_write"
 _BUSY_TIMEOUT_MS = 30_000
 # Any constant: PostgreSQL processes running migrate() at once queue on this lock.
 _PG_MIGRATION_LOCK = 0x66616365
+#: The advisory lock every PostgreSQL write transaction takes first (any constant but the above).
+PG_WRITE_LOCK = 0x66617772
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 20
+PG_POOL_RECYCLE_S = 1800
+PG_STATEMENT_TIMEOUT_MS = 30_000
+PG_LOCK_TIMEOUT_MS = 30_000
 
 
 def _is_memory(url: URL) -> bool:
@@ -57,6 +75,8 @@ def _on_sqlite_begin(conn: Connection) -> None:
 def create_engine_for(url: str, *, echo: bool = False) -> Engine:
     """An Engine for ``url``: SQLite (folder created, pragmas set) or any other SQLAlchemy URL."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgresql_engine(parsed, echo)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, echo=echo, pool_pre_ping=True)
     connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": _BUSY_TIMEOUT_MS / 1000}
@@ -70,6 +90,22 @@ def create_engine_for(url: str, *, echo: bool = False) -> Engine:
     event.listen(engine, "connect", _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine
+
+
+def _postgresql_engine(url: URL, echo: bool) -> Engine:
+    """Pooled, with per-session timeouts added to any ``options`` the URL already has."""
+    timeouts = f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS} -c lock_timeout={PG_LOCK_TIMEOUT_MS}"
+    given = url.query.get("options")
+    options = " ".join([*([given] if isinstance(given, str) else list(given or ())), timeouts])
+    return create_engine(
+        url.difference_update_query(["options"]),
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_recycle=PG_POOL_RECYCLE_S,
+        connect_args={"options": options},
+    )
 
 
 def alembic_config(url: str | None = None) -> Config:
