@@ -106,3 +106,28 @@ def test_one_unknown_face_sent_at_once_makes_one_person(server: tuple[str, dict[
     assert all(m and m[0]["name"] == "newcomer" for m in matched)
     listed = httpx.get(f"{url}/v1/collections/staff/persons", headers=h).json()["data"]["persons"]
     assert [p["name"] for p in listed] == ["newcomer"]
+
+
+def test_one_unknown_face_sent_to_two_servers_at_once_makes_one_person(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Two servers on one database (two data folders and PostgreSQL; on SQLite, one file and two
+    services, as the CLI beside a server): the collection lock is the database's, not a process's."""
+    extra = {"database_url": database_url} if database_url else {}
+    apps = [fake_app(tmp_path / name if database_url else tmp_path, **extra) for name in ("a", "b")]
+    headers = {"X-API-Key": new_key(apps[0], "admin")}
+    with thread_server(apps[0]) as url_a, thread_server(apps[1]) as url_b:
+        made = httpx.post(f"{url_a}/v1/collections", headers=headers, json={"name": "staff"})
+        assert made.status_code == 201, made.text
+        results = at_once(
+            lambda i: httpx.post(
+                f"{(url_a, url_b)[i % 2]}/v1/collections/staff/identify",
+                headers=headers,
+                data={"enroll_if_unknown": "true", "name": "newcomer"},
+                files={"image": ("s.png", person_photo(*STRANGER, i % 3), "image/png")},
+                timeout=60,
+            )
+        )
+        assert all(r.status_code == 200 for r in results), [r.text[:120] for r in results]
+        created = [r.json()["data"]["created_person_id"] for r in results]
+        assert sum(c is not None for c in created) == 1, created

@@ -237,8 +237,9 @@ class Searcher:
             auto_face_id = self.enroller.auto_enroll(first, found, image, matches[0])
         elif not matches and options.enroll_if_unknown:
             # One unknown face sent several times at once must make one person: the search is
-            # repeated under the collection's enrolment lock, after the index caught up.
-            with self.enroller.unknown_lock(first.pk):
+            # repeated under the collection's enrolment lock (this process's, then the database's,
+            # which other servers and the CLI share), after the index caught up.
+            with self.enroller.unknown_lock(first.pk), self.store.collection_lock(first.pk):
                 self.follower.sync()
                 matches, searched, limit, search_ms = find()
                 if not matches:

@@ -22,7 +22,7 @@ from facesearch.domain import (
     check_label,
 )
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage.db import PG_WRITE_LOCK, WRITE_OPTION
+from facesearch.storage.db import PG_COLLECTION_LOCKS, PG_WRITE_LOCK, WRITE_OPTION
 from facesearch.storage.tables import (
     DbChange,
     DbCollection,
@@ -95,6 +95,39 @@ class StoreBase:
             raise Conflict(
                 "the change conflicts with existing data", details={"reason": str(exc.orig)}
             ) from None
+
+    @contextmanager
+    def collection_lock(self, collection_id: int) -> Iterator[None]:
+        """Hold a lock on one collection across every process that shares this database, for a
+        check that cannot sit inside one write transaction (enrol-if-unknown searches, then
+        creates). PostgreSQL: a session advisory lock on a connection of its own; SQLite: an
+        exclusive ``flock`` on a file beside the database (in-memory databases: none needed)."""
+        if self._dialect == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(
+                    text("SELECT pg_advisory_lock(:c, :k)"), {"c": PG_COLLECTION_LOCKS, "k": collection_id}
+                )
+                try:
+                    yield
+                finally:
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:c, :k)"),
+                        {"c": PG_COLLECTION_LOCKS, "k": collection_id},
+                    )
+                    conn.commit()
+            return
+        database = self.engine.url.database or ""
+        if self._dialect != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.collection-{collection_id}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _log(
         self,

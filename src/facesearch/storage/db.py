@@ -41,6 +41,8 @@ _BUSY_TIMEOUT_MS = 30_000
 _PG_MIGRATION_LOCK = 0x66616365
 #: The advisory lock every PostgreSQL write transaction takes first (any constant but the above).
 PG_WRITE_LOCK = 0x66617772
+#: The advisory-lock class (first key) of the per-collection locks (``Store.collection_lock``).
+PG_COLLECTION_LOCKS = 0x6663
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 20
 PG_POOL_RECYCLE_S = 1800
