@@ -28,5 +28,6 @@ def test_routes_take_the_external_id(tmp_path: Path) -> None:
         assert put.status_code == 200 and put.json()["data"]["groups"] == ["vip"]
         # Another collection's external id is not this one's person.
         assert_error(c.get("/v1/collections/other/persons/obama", headers=h), 404, "NOT_FOUND")
-        assert c.delete(f"{base}/obama", headers=h).status_code == 200
+        gone = c.delete(f"{base}/obama", headers=h)
+        assert gone.status_code == 200 and gone.json()["data"] == {"id": obama["id"], "deleted": True}
         assert_error(c.get(f"{base}/{obama['id']}", headers=h), 404, "NOT_FOUND")

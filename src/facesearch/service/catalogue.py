@@ -117,10 +117,11 @@ class Catalogue:
         self.follower.sync()
         return result
 
-    def delete_person(self, collection: CollectionRef, person: str) -> None:
+    def delete_person(self, collection: CollectionRef, person: str) -> str:
         """Delete a person with every face, embedding and thumbnail."""
-        self.store.delete_person(self.resolve(collection).pk, person)
+        deleted = self.store.delete_person(self.resolve(collection).pk, person)
         self.follower.sync()
+        return deleted
 
     def delete_face(self, collection: CollectionRef, face: str) -> None:
         """Remove one face (its embedding and thumbnail)."""

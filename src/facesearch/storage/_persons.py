@@ -208,8 +208,9 @@ class PersonsMixin(StoreBase):
             s.flush()
             return self._to_person(row, coll.uid, effective, self._faces_of(s, row, coll.uid))
 
-    def delete_person(self, collection_id: Ref, ref: Ref) -> None:
-        """Delete a person with its faces (embeddings, thumbnails); logs one 'remove_person'."""
+    def delete_person(self, collection_id: Ref, ref: Ref) -> str:
+        """Delete a person with its faces (embeddings, thumbnails); logs one 'remove_person'.
+        Returns the deleted person's id (``ref`` may be the external id)."""
         with self._write() as s:
             coll = self._collection(s, collection_id)
             row = self._person(s, coll, ref)
@@ -220,6 +221,7 @@ class PersonsMixin(StoreBase):
             s.delete(row)
             s.flush()
             self._log(s, OP_REMOVE_PERSON, coll.id, person_id=pid, payload={"face_ids": face_ids})
+            return row.uid
 
     # --- groups -------------------------------------------------------------------
 

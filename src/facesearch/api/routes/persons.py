@@ -108,5 +108,5 @@ def update_person(
 @router.delete("/{person}", response_model=Envelope[Deleted], summary="Delete a person")
 def delete_person(collection: str, person: str, p: WriteKey, svc: ServiceDep) -> dict[str, Any]:
     """Delete a person with every face, embedding and thumbnail."""
-    svc.delete_person(allowed_collection(svc, p, collection), person)
-    return success({"id": person, "deleted": True})
+    deleted = svc.delete_person(allowed_collection(svc, p, collection), person)
+    return success({"id": deleted, "deleted": True})  # the per_ id, also when addressed by external id
