@@ -6,9 +6,11 @@ Detector settings, chosen by measurement on ../shared/faces (see README "Detecti
 - HOG's window is 80x80 pixels, so faces smaller than that need one 2x upsampling
   (4x the cost: 24 ms -> 97 ms at 640x480). When one face is wanted we scan a half-size
   copy first (faces of 160 px and more), then the full image, and upsample only when
-  nothing was found; when every face is wanted
-  we upsample when ``min_face_size`` (in original pixels) is below 80 pixels in the work
-  image.
+  nothing was found;
+- when every face is wanted (detect, identify-all) the photo is decoded at the size where
+  ``min_face_size`` measures the detector's ``native_face`` (``every_face_side``) and the
+  detector's ``detect_every`` scans it down to that size within its budget (tiles for the
+  ONNX detector, upsampling for HOG), reporting the smallest face it could find.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 WORK_MAX_SIDE = 1024
 # Every-face work: the shorter side of the decoded photo, when it has that many pixels.
 MIN_SHORT_SIDE = 240
-HOG_WINDOW = 80
 MAX_UPSAMPLE = 1
 # Single-face scans of images at least this large try a half-size pass first.
 COARSE_MIN_SIDE = 400
