@@ -68,9 +68,12 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 @contextmanager
-def staff_client(data_dir: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """A TestClient over the fake app with an admin key's headers and an empty collection "staff"."""
-    app = fake_app(data_dir)
+def staff_client(
+    data_dir: Path, database_url: str | None = None
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """A TestClient over the fake app with an admin key's headers and an empty collection "staff"
+    (on ``database_url`` when given, else the data folder's SQLite)."""
+    app = fake_app(data_dir, **({"database_url": database_url} if database_url else {}))
     with TestClient(app) as c:
         h = {"X-API-Key": new_key(app, "admin")}
         assert c.post("/v1/collections", headers=h, json={"name": "staff"}).status_code == 201

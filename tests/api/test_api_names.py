@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    with staff_client(tmp_path) as pair:
+def client(tmp_path: Path, database_url: str | None) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """On SQLite and on PostgreSQL."""
+    with staff_client(tmp_path, database_url) as pair:
         yield pair
 
 
