@@ -360,6 +360,7 @@ def verify(server: Server, key: str, ledger: Ledger, elapsed: float) -> int:
         "errors by code: "
         + (", ".join(f"{k} {v}" for k, v in ledger.codes.most_common() if k != "ok") or "none")
     )
+    print("errors by operation: " + (", ".join(f"{k} {v}" for k, v in ledger.by_op.most_common()) or "none"))
     for op in MIX:
         v = [ms for (m, o), values in ledger.latency.items() if o == op for ms in values]
         if v:
