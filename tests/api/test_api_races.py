@@ -87,13 +87,13 @@ def test_the_same_photo_sent_at_once_is_stored_once(server: tuple[str, dict[str,
     assert len(faces["data"]["faces"]) == 1
 
 
-def test_one_unknown_face_sent_at_once_makes_one_person(server: tuple[str, dict[str, str]]) -> None:
-    url, h = server
-    path = f"{url}/v1/collections/staff/identify"
+def unknown_at_once(urls: tuple[str, ...], headers: dict[str, str]) -> list[httpx.Response]:
+    """N identify calls with enroll_if_unknown for one stranger, spread over ``urls``; each must
+    answer 200 and exactly one of them creates the person."""
     results = at_once(
         lambda i: httpx.post(
-            path,
-            headers=h,
+            f"{urls[i % len(urls)]}/v1/collections/staff/identify",
+            headers=headers,
             data={"enroll_if_unknown": "true", "name": "newcomer"},
             files={"image": ("s.png", person_photo(*STRANGER, i % 3), "image/png")},
             timeout=60,
@@ -102,6 +102,12 @@ def test_one_unknown_face_sent_at_once_makes_one_person(server: tuple[str, dict[
     assert all(r.status_code == 200 for r in results), [r.text[:120] for r in results]
     created = [r.json()["data"]["created_person_id"] for r in results]
     assert sum(c is not None for c in created) == 1, created
+    return results
+
+
+def test_one_unknown_face_sent_at_once_makes_one_person(server: tuple[str, dict[str, str]]) -> None:
+    url, h = server
+    results = unknown_at_once((url,), h)
     matched = [r.json()["data"]["matches"] for r in results if r.json()["data"]["created_person_id"] is None]
     assert all(m and m[0]["name"] == "newcomer" for m in matched)
     listed = httpx.get(f"{url}/v1/collections/staff/persons", headers=h).json()["data"]["persons"]
@@ -119,15 +125,4 @@ def test_one_unknown_face_sent_to_two_servers_at_once_makes_one_person(
     with thread_server(apps[0]) as url_a, thread_server(apps[1]) as url_b:
         made = httpx.post(f"{url_a}/v1/collections", headers=headers, json={"name": "staff"})
         assert made.status_code == 201, made.text
-        results = at_once(
-            lambda i: httpx.post(
-                f"{(url_a, url_b)[i % 2]}/v1/collections/staff/identify",
-                headers=headers,
-                data={"enroll_if_unknown": "true", "name": "newcomer"},
-                files={"image": ("s.png", person_photo(*STRANGER, i % 3), "image/png")},
-                timeout=60,
-            )
-        )
-        assert all(r.status_code == 200 for r in results), [r.text[:120] for r in results]
-        created = [r.json()["data"]["created_person_id"] for r in results]
-        assert sum(c is not None for c in created) == 1, created
+        unknown_at_once((url_a, url_b), headers)
