@@ -35,6 +35,20 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
+def _new_key(name: str, role: str, collections: list[str] | None) -> tuple[DbApiKey, str]:
+    """A new key's row (only the key's hash and first 8 characters) and the key itself."""
+    plaintext = "fs_" + secrets.token_urlsafe(32)
+    row = DbApiKey(
+        uid=new_uid("key_"),
+        name=name,
+        prefix=plaintext[:8],
+        key_hash=hash_key(plaintext),
+        role=role,
+        collections=collections,
+    )
+    return row, plaintext
+
+
 class CollectionsMixin(StoreBase):
     """Collections and API keys."""
 
@@ -217,18 +231,10 @@ class CollectionsMixin(StoreBase):
         The check and the insert are one write transaction, so servers starting at once on one
         database create one first key between them, not one each.
         """
-        plaintext = "fs_" + secrets.token_urlsafe(32)
+        row, plaintext = _new_key(check_text(name, "name", 100, allow_empty=False), "admin", None)
         with self._write() as s:
             if s.scalar(select(func.count()).select_from(DbApiKey)):
                 return None
-            row = DbApiKey(
-                uid=new_uid("key_"),
-                name=check_text(name, "name", 100, allow_empty=False),
-                prefix=plaintext[:8],
-                key_hash=hash_key(plaintext),
-                role="admin",
-                collections=None,
-            )
             s.add(row)
             s.flush()
             return self._to_key(row), plaintext
@@ -255,19 +261,11 @@ class CollectionsMixin(StoreBase):
                 "(leave it out for a key that reaches every collection)",
                 field="collections",
             )
-        plaintext = "fs_" + secrets.token_urlsafe(32)
         with self._write() as s:
             bound = None
             if collections is not None:
                 bound = list(dict.fromkeys(self._collection(s, ref.strip()).uid for ref in collections))
-            row = DbApiKey(
-                uid=new_uid("key_"),
-                name=name.strip(),
-                prefix=plaintext[:8],
-                key_hash=hash_key(plaintext),
-                role=role,
-                collections=bound,
-            )
+            row, plaintext = _new_key(name.strip(), role, bound)
             s.add(row)
             s.flush()
             return self._to_key(row, self._collection_names(s)), plaintext

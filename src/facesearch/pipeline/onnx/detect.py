@@ -244,24 +244,29 @@ class RfbDetector:
         b, s = self._scan(image)
         all_boxes.append(b)
         all_scores.append(s)
-        for x1, y1, x2, y2 in _tiles(w, h, upsample):
-            b, s = self._scan(np.ascontiguousarray(image[y1:y2, x1:x2]))
-            if len(b) == 0:
-                continue
-            b = b + np.array([x1, y1, x1, y1], dtype=np.float64)
-            # A face cut by an inner tile edge is found whole in a neighbouring tile.
-            margin = 2.0
-            inner = (
-                ((b[:, 0] <= x1 + margin) & (x1 > 0))
-                | ((b[:, 1] <= y1 + margin) & (y1 > 0))
-                | ((b[:, 2] >= x2 - margin) & (x2 < w))
-                | ((b[:, 3] >= y2 - margin) & (y2 < h))
-            )
+        for tile in _tiles(w, h, upsample):
+            b, s = self._scan_tile(image, tile)
             small = (b[:, 3] - b[:, 1]) * INPUT_H / h < TILE_MAX_FACE
-            keep = ~inner & small
-            all_boxes.append(b[keep])
-            all_scores.append(s[keep])
+            all_boxes.append(b[small])
+            all_scores.append(s[small])
         return self._suppressed(all_boxes, all_scores)
+
+    def _scan_tile(self, image: RGBImage, tile: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (in ``image`` pixels) and scores found in one tile, without the faces cut by an
+        inner tile edge: those are found whole in a neighbouring tile."""
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = tile
+        part = image if tile == (0, 0, w, h) else image[y1:y2, x1:x2]
+        b, s = self._scan(np.ascontiguousarray(part))
+        b = b + np.array([x1, y1, x1, y1], dtype=np.float64)
+        margin = 2.0
+        inner = (
+            ((b[:, 0] <= x1 + margin) & (x1 > 0))
+            | ((b[:, 1] <= y1 + margin) & (y1 > 0))
+            | ((b[:, 2] >= x2 - margin) & (x2 < w))
+            | ((b[:, 3] >= y2 - margin) & (y2 < h))
+        )
+        return b[~inner], s[~inner]
 
     def plan(self, w: int, h: int, min_face: float) -> tuple[list[TileLevel], float]:
         """The pyramid for faces down to ``min_face`` pixels of a ``w`` x ``h`` image, within
@@ -280,23 +285,13 @@ class RfbDetector:
         levels, smallest = self.plan(w, h, min_face)
         all_boxes, all_scores = [], []
         for level in levels:
-            for x1, y1, x2, y2 in level.tiles:
-                tile = image if (x1, y1, x2, y2) == (0, 0, w, h) else image[y1:y2, x1:x2]
-                b, s = self._scan(np.ascontiguousarray(tile))
-                if len(b) == 0:
-                    continue
-                b = b + np.array([x1, y1, x1, y1], dtype=np.float64)
-                margin = 2.0  # a face cut by an inner tile edge is found whole in a neighbour
-                keep = ~(
-                    ((b[:, 0] <= x1 + margin) & (x1 > 0))
-                    | ((b[:, 1] <= y1 + margin) & (y1 > 0))
-                    | ((b[:, 2] >= x2 - margin) & (x2 < w))
-                    | ((b[:, 3] >= y2 - margin) & (y2 < h))
-                )
+            for tile in level.tiles:
+                b, s = self._scan_tile(image, tile)
                 if level.max_face is not None:
-                    keep &= (b[:, 3] - b[:, 1]) < level.max_face
-                all_boxes.append(b[keep])
-                all_scores.append(s[keep])
+                    kept = (b[:, 3] - b[:, 1]) < level.max_face
+                    b, s = b[kept], s[kept]
+                all_boxes.append(b)
+                all_scores.append(s)
         return self._suppressed(all_boxes, all_scores), smallest
 
     def _suppressed(
