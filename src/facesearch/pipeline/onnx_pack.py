@@ -25,9 +25,10 @@ from facesearch.domain import Box, Detection, Quality, RGBImage
 from facesearch.pipeline.base import ModelPack
 from facesearch.pipeline.dlib_pack import DlibAligner, DlibDetector, DlibEmbedder, DlibModels
 from facesearch.pipeline.liveness import OnnxLivenessChecker
-from facesearch.pipeline.onnx.align import align_112
+from facesearch.pipeline.onnx.align import CHIP_SIZE, REFERENCE_112, align_112, similarity_transform, warp
 from facesearch.pipeline.onnx.detect import OnnxDetection, RfbDetector, five_points, hog_box
 from facesearch.pipeline.onnx.models import OnnxModels
+from facesearch.pipeline.onnx.retina import RetinaLandmarks
 from facesearch.pipeline.quality import BasicQualityChecker
 from facesearch.pipeline.similarity import LogisticSimilarity
 
@@ -44,6 +45,11 @@ FUSION_SIMILARITY = LogisticSimilarity(midpoint=0.681, scale=0.068)
 # divided by the spread of its impostor scores (dlib 0.035, MobileFaceNet 0.099 on 5,820
 # LFW pairs), which gives w_dlib^2 = 0.74.
 FUSION_DLIB_WEIGHT2 = 0.74
+RETINA_SIMILARITY = LogisticSimilarity(midpoint=1.2, scale=0.12)
+# The retina pack's two embedders weigh the same (squared weights 0.5 each): on the LFW dev
+# identification protocol FNIR at FPIR 1% was 6.31% / 4.86% / 5.06% with 0.3 / 0.5 / 0.7 for
+# the 512-d one (README "Accuracy").
+RETINA_WEIGHT2_512 = 0.5
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -73,6 +79,70 @@ class MobileFaceNetEmbedder:
             (out,) = self._models.run("feature", x.transpose(2, 0, 1)[None])
             rows.append(out[0])
         return _unit_rows(np.stack(rows))
+
+
+class MobileFaceNet192Embedder:
+    """192-d MobileFaceNet (sirius-ai, converted from TensorFlow Lite), L2-normalised.
+
+    RGB input scaled as (x - 127.5) / 128, as the package's Kotlin feeds it (BGR scored 8.5
+    points worse at FNIR at FPIR 1% on the dev identification protocol). The converted graph has a
+    fixed batch of two, so chips go in pairs.
+    """
+
+    dim = 192
+
+    def __init__(self, models: OnnxModels) -> None:
+        self._models = models
+
+    def embed(self, chips: Sequence[RGBImage]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = (np.stack([np.asarray(c, dtype=np.float32) for c in chips]) - 127.5) / 128.0
+        x = x.transpose(0, 3, 1, 2)
+        rows: list[np.ndarray] = []
+        for start in range(0, len(x), 2):
+            pair = x[start : start + 2]
+            if len(pair) == 1:
+                pair = np.concatenate([pair, pair])
+            (out,) = self._models.run("feature192", pair)
+            rows.extend(out[: len(x) - start])
+        return _unit_rows(np.stack(rows[: len(x)]))
+
+
+class DuoEmbedder:
+    """Both MobileFaceNets on the same 112x112 chip, each unit-length, weighted and concatenated
+    (512 + 192 = 704 dimensions, unit length)."""
+
+    dim = 704
+
+    def __init__(self, m512: MobileFaceNetEmbedder, m192: MobileFaceNet192Embedder, weight2: float) -> None:
+        self._a, self._b = m512, m192
+        self._wa, self._wb = float(np.sqrt(weight2)), float(np.sqrt(1.0 - weight2))
+
+    def embed(self, chips: Sequence[RGBImage]) -> np.ndarray:
+        if not chips:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        a, b = self._a.embed(chips), self._b.embed(chips)
+        return np.hstack([self._wa * a, self._wb * b]).astype(np.float32)
+
+
+class RetinaAligner:
+    """The 112x112 chip from RetinaFace's five points on the detector's box; the five points of
+    the 68 landmarks when RetinaFace does not find the face there."""
+
+    def __init__(self, detector: RfbDetector, landmarks: RetinaLandmarks) -> None:
+        self._detector = detector
+        self._landmarks = landmarks
+
+    def align(self, image: RGBImage, detection: Detection) -> RGBImage:
+        five = self._landmarks.points5(image, detection.box)
+        if five is None:
+            if isinstance(detection, OnnxDetection) and detection.points68:
+                points = np.asarray(detection.points68, dtype=np.float64)
+            else:
+                points = self._detector.landmarks68(image, detection.box)
+            return align_112(image, points)
+        return warp(image, similarity_transform(five, REFERENCE_112), CHIP_SIZE)
 
 
 class OnnxAligner:
@@ -246,6 +316,30 @@ def build_onnx_pack(name: str, config: PackConfig) -> ModelPack:
             aligner=FusionAligner(dlib_models, detector),
             embedder=FusionEmbedder(DlibEmbedder(dlib_models), mfn, detector, FUSION_DLIB_WEIGHT2),
             quality=BasicQualityChecker(),
+            similarity=scale.similarity,
+            distance_for_similarity=scale.distance_for_similarity,
+            default_threshold=scale.default_threshold,
+            liveness=liveness,
+            calibration=scale.table,
+        )
+    if name == "retina":
+        from facesearch.pipeline import retina_install as ri
+
+        extra = OnnxModels(
+            config.models_dir,
+            folder=ri.retina_dir,
+            files=ri.MODEL_FILES,
+            missing=ri.missing_models,
+            error=ri.not_installed_error,
+        )
+        extra.require()
+        scale = pack_scale(name, RETINA_SIMILARITY)
+        return ModelPack(
+            name=name,
+            detector=detector,
+            aligner=RetinaAligner(detector, RetinaLandmarks(extra)),
+            embedder=DuoEmbedder(mfn, MobileFaceNet192Embedder(extra), RETINA_WEIGHT2_512),
+            quality=ChipScaledQuality(),
             similarity=scale.similarity,
             distance_for_similarity=scale.distance_for_similarity,
             default_threshold=scale.default_threshold,

