@@ -155,14 +155,18 @@ def check_group_count(groups: Any, field: str = "groups") -> list[Any]:
 #: Collection settings and their defaults. The match cut-off of a search that names none is
 #: ``default_threshold`` when the collection sets one (a similarity: a per-comparison rate), else
 #: ``max_false_positive_rate`` (the chance that a stranger matches anyone in the searched gallery,
-#: whatever its size; used with the pack's calibration table).
+#: whatever its size; used with the pack's calibration table). ``person_score`` is how a person
+#: with several faces is scored when results are one per person: "template" (the distance to the
+#: mean of their unit embeddings, renormalised) or "best_face" (their nearest face).
 COLLECTION_SETTINGS: dict[str, Any] = {
     "default_threshold": None,
     "max_false_positive_rate": 0.01,
     "auto_enroll": False,
     "auto_enroll_threshold": 0.9,
     "max_faces_per_person": 20,
+    "person_score": "template",
 }
+PERSON_SCORES = ("template", "best_face")
 
 
 def _check_unit(value: Any, key: str) -> float:
@@ -199,6 +203,10 @@ def check_collection_settings(settings: dict[str, Any] | None) -> dict[str, Any]
         elif key == "max_faces_per_person":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
                 raise ValidationError("max_faces_per_person must be an integer from 1 to 1000", field=key)
+            out[key] = value
+        elif key == "person_score":
+            if value not in PERSON_SCORES:
+                raise ValidationError(f"person_score must be one of {', '.join(PERSON_SCORES)}", field=key)
             out[key] = value
     return out
 

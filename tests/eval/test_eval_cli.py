@@ -370,6 +370,13 @@ def test_open_set_counts_strangers_and_genuine(tmp_path: Path, monkeypatch: pyte
     text = run(*args, "--cache-dir", str(tmp_path / "c"), "--workers", "0")
     assert text.exit_code == 0 and f"0/{n_strangers} (0.00%)" in text.output
     assert run(*args[:-1], "5,x", "--workers", "0").exit_code == 2
+    # Two photos enrolled per person: each gallery person has 2 faces and 1 genuine probe left.
+    two = run(*args, "--enrol-photos", "2", "--cache-dir", str(tmp_path / "c"), "--workers", "0", "--json")
+    assert two.exit_code == 0, two.output
+    t = json.loads(two.stdout)
+    assert t["enrol_photos"] == 2 and t["galleries"][0]["faces"] == 2 * t["galleries"][0]["persons"]
+    assert all(g["genuine"] == g["persons"] and g["genuine_found"] == g["genuine"] for g in t["galleries"])
+    assert run(*args, "--enrol-photos", "0", "--workers", "0").exit_code == 2
 
 
 def test_calibrate_check_measures_the_shipped_table_and_writes_nothing(

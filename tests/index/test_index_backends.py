@@ -348,3 +348,52 @@ def test_memory_grows_with_data(index: VectorIndex) -> None:
     empty = index.memory_bytes()
     index.add(0, np.arange(500), np.arange(500), rand(500, dim=64))
     assert index.memory_bytes() >= empty + 500 * 64 * 4
+
+
+def _unit(v: np.ndarray) -> FloatArray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_person_templates_score_a_person_by_the_mean_of_their_faces(make: MakeIndex, tmp_path: Path) -> None:
+    index = make()
+    rng = np.random.default_rng(3)
+    others = _unit(rng.standard_normal((40, DIM)))
+    index.add(1, np.arange(100, 140), np.arange(100, 140), others)  # 40 one-face persons
+    centre = _unit(rng.standard_normal(DIM))
+    a, b = (
+        _unit(centre + 0.6 * _unit(rng.standard_normal(DIM))),
+        _unit(centre - 0.6 * _unit(rng.standard_normal(DIM))),
+    )
+    index.add(1, [1, 2], [7, 7], np.stack([a, b]))
+    template = _unit(a + b)
+    q = _unit(template + 0.05 * rng.standard_normal(DIM))
+    by_face = min(float(np.linalg.norm(a - q)), float(np.linalg.norm(b - q)))
+    by_template = float(np.linalg.norm(template - q))
+    assert by_template < by_face
+    best = index.search([1], q, 3, unique_persons=True)[0]
+    assert best.person_id == 7 and best.distance == pytest.approx(by_face, rel=1e-5)
+    hit = index.search([1], q, 3, unique_persons=True, templates=True)[0]
+    assert hit.person_id == 7 and hit.face_id in (1, 2)
+    assert hit.distance == pytest.approx(by_template, rel=1e-5)
+    # A cut-off between the two distances: the template passes it, the best face does not.
+    cut = (by_face + by_template) / 2
+    assert [h.person_id for h in index.search([1], q, 3, unique_persons=True, max_distance=cut)] == []
+    passed = index.search([1], q, 3, unique_persons=True, max_distance=cut, templates=True)
+    assert [h.person_id for h in passed] == [7]
+    # One-face persons are scored by their face, so their distances are unchanged.
+    p = others[5]
+    with_t = index.search([1], p, 1, unique_persons=True, templates=True)[0]
+    assert with_t.person_id == 105 and with_t.distance == pytest.approx(0.0, abs=1e-3)
+    # Kept current: after a snapshot round trip, and when a face is removed (one face left).
+    index.save(tmp_path / "snap")
+    loaded = type(index).load(tmp_path / "snap")  # type: ignore[attr-defined]
+    again = loaded.search([1], q, 1, unique_persons=True, templates=True)[0]
+    assert again.distance == pytest.approx(by_template, rel=1e-5)
+    index.remove_faces(1, [2])
+    left = index.search([1], q, 1, unique_persons=True, templates=True)[0]
+    assert left.face_id == 1 and left.distance == pytest.approx(float(np.linalg.norm(a - q)), rel=1e-5)
+    index.add(1, [3], [7], b[None, :])  # a face added back: the template again
+    back = index.search([1], q, 1, unique_persons=True, templates=True)[0]
+    assert back.distance == pytest.approx(by_template, rel=1e-5)
+    index.remove_person(1, 7)
+    assert all(h.person_id != 7 for h in index.search([1], q, 5, unique_persons=True, templates=True))

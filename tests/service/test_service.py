@@ -249,3 +249,27 @@ def test_collection_crud(svc: FaceSearch, staff: str) -> None:
     assert svc.index.count() == 0
     with pytest.raises(NotFound):
         svc.get_collection("staff")
+
+
+def test_a_person_with_several_faces_is_scored_by_their_template(svc: FaceSearch, staff: str) -> None:
+    import numpy as np
+
+    from fakes import colour_embedding
+
+    faces = np.stack([colour_embedding(*ALICE, b) for b in (0, 3, 6)]).astype(np.float64)
+    query = colour_embedding(*ALICE, 1).astype(np.float64)
+    template = faces.mean(axis=0)  # the fake pack's embeddings are not unit: the plain mean
+    by_template = float(np.linalg.norm(template - query))
+    by_face = float(np.min(np.linalg.norm(faces - query, axis=1)))
+    assert by_template != pytest.approx(by_face, abs=1e-4)
+    default = svc.identify(staff, person_photo(*ALICE, 1)).matches[0]
+    assert default.person.external_id == "alice"
+    assert default.distance == pytest.approx(by_template, abs=1e-4)
+    svc.update_collection(staff, settings={"person_score": "best_face"})
+    best = svc.identify(staff, person_photo(*ALICE, 1)).matches[0]
+    assert best.distance == pytest.approx(by_face, abs=1e-4)
+    # Without deduplication every face is its own hit, at its own distance.
+    raw = svc.identify(staff, person_photo(*ALICE, 1), deduplicate=False, threshold=0.0)
+    assert raw.matches[0].distance == pytest.approx(by_face, abs=1e-4)
+    with pytest.raises(ValidationError):
+        svc.update_collection(staff, settings={"person_score": "median"})

@@ -455,6 +455,9 @@ def open_set(
     settings: Annotated[
         str | None, typer.Option(help="collection settings as JSON (default: none, so the defaults)")
     ] = None,
+    enrol_photos: Annotated[
+        int, typer.Option(min=1, max=20, help="photos enrolled per gallery person (the first ones)")
+    ] = 1,
     as_json: JsonOpt = False,
     cache_dir: CacheOpt = None,
     workers: WorkersOpt = 2,
@@ -489,7 +492,9 @@ def open_set(
         raise ValidationError("too few identities to split into a gallery and strangers", field="images")
     embedder = open_embedder(resolve_pack_name(pack, Settings().pack_config()), cache_dir, workers)
     embedder.prepare([p for _, ps in split.candidates for p in ps] + split.strangers)
-    report = run_open_set(identities, embedder.face, embedder.pack, galleries=sizes, settings=parsed)
+    report = run_open_set(
+        identities, embedder.face, embedder.pack, galleries=sizes, settings=parsed, enrol_photos=enrol_photos
+    )
     if as_json:
         print_json(_finite({**report, **_embedding_info(embedder)}))
         return

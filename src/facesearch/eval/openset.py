@@ -157,6 +157,7 @@ def run_open_set(
     galleries: Sequence[int] = DEFAULT_GALLERIES,
     settings: Mapping[str, Any] | None = None,
     probe_files: Mapping[Path, Path] | None = None,
+    enrol_photos: int = 1,
 ) -> dict[str, Any]:
     """The strangers protocol (module docstring) through a throwaway ``FaceSearch`` per gallery.
 
@@ -164,13 +165,16 @@ def run_open_set(
     calibration sets the default cut-off); ``settings``: collection settings (default: none, so
     the defaults apply); a gallery size of 0 means every candidate. ``probe_files``: a file to
     send instead of a probe photo (for example the photo made smaller); enrolled photos are never
-    replaced.
+    replaced. ``enrol_photos``: how many photos of each candidate are enrolled (the first ones);
+    the others are the genuine probes.
     """
+    if enrol_photos < 1:
+        raise ValueError("enrol_photos must be at least 1")
     from facesearch.service import FaceSearch
 
     split = open_set_split(identities)
     photos = [p for _, ps in split.candidates for p in ps] + split.strangers
-    enrolled = {ps[0] for _, ps in split.candidates}
+    enrolled = {p for _, ps in split.candidates for p in ps[:enrol_photos]}
     sent = {p: p if p in enrolled else (probe_files or {}).get(p, p) for p in photos}
     data = {p: sent[p].read_bytes() for p in photos}
     faces = {hashlib.sha256(data[p]).hexdigest(): face_of(sent[p]) for p in photos}
@@ -184,7 +188,7 @@ def run_open_set(
                 packs={pack.name: pack},
             )
             try:
-                reports.append(_one_gallery(svc, split, n, data, faces, settings))
+                reports.append(_one_gallery(svc, split, n, data, faces, settings, enrol_photos))
             finally:
                 svc.close()
     return {
@@ -193,6 +197,7 @@ def run_open_set(
         "candidates": len(split.candidates),
         "stranger_identities": len(split.strangers),
         "collection_settings": dict(settings or {}),
+        "enrol_photos": enrol_photos,
         "galleries": [r.to_dict() for r in reports],
     }
 
@@ -204,15 +209,16 @@ def _one_gallery(
     data: Mapping[Path, bytes],
     faces: Mapping[str, CachedFace | None],
     settings: Mapping[str, Any] | None,
+    enrol_photos: int = 1,
 ) -> GalleryReport:
     coll = svc.create_collection("openset", pack=svc.default_pack, settings=dict(settings or {}))
     enrolled: dict[str, list[Path]] = {}
     for name, ps in split.candidates[:n]:
         try:
-            svc.create_person(coll, external_id=name, images=[data[ps[0]]])
+            svc.create_person(coll, external_id=name, images=[data[p] for p in ps[:enrol_photos]])
         except FaceSearchError:  # no face, or refused by the enrolment gate: not in the gallery
             continue
-        enrolled[name] = ps[1:]
+        enrolled[name] = ps[enrol_photos:]
     report = GalleryReport(len(enrolled), svc.index.count(), None, None)
 
     def tally(path: Path) -> tuple[Tally, Any]:
@@ -252,7 +258,8 @@ def format_open_set(r: Mapping[str, Any]) -> list[str]:
     """The report as lines of text (one table row per gallery size, then the face-size buckets)."""
     lines = [
         f"Strangers protocol, pack {r['pack']}: {r['candidates']} gallery candidates, "
-        f"{r['stranger_identities']} strangers (never enrolled), default search options",
+        f"{r['stranger_identities']} strangers (never enrolled), {r.get('enrol_photos', 1)} photo(s) "
+        f"enrolled per person, search options {dict(r['collection_settings']) or 'the defaults'}",
         "gallery persons | strangers named | genuine found | genuine named wrongly | threshold (rule)",
     ]
     for g in r["galleries"]:

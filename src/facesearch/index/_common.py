@@ -37,6 +37,8 @@ Raw = list[tuple[float, int, int]]
 
 _UNIQUE_START = 4  # unique_persons: first ask for k * this many faces, then grow geometrically
 _UNIQUE_GROWTH = 4
+#: With person templates, the persons whose nearest faces are nearest are re-scored by template.
+TEMPLATE_CANDIDATES = 16
 
 
 def first_per_person(person_ids: IdArray) -> IdArray:
@@ -222,6 +224,7 @@ class PartitionedIndex:
         unique_persons: bool = False,
         max_distance: float | None = None,
         exact: bool = False,
+        templates: bool = False,
     ) -> list[Hit]:
         q = np.asarray(query)
         if q.ndim != 1 and not (q.ndim == 2 and q.shape[0] == 1):
@@ -234,6 +237,7 @@ class PartitionedIndex:
             unique_persons=unique_persons,
             max_distance=max_distance,
             exact=exact,
+            templates=templates,
         )[0]
 
     def search_batch(
@@ -246,6 +250,7 @@ class PartitionedIndex:
         unique_persons: bool = False,
         max_distance: float | None = None,
         exact: bool = False,
+        templates: bool = False,
     ) -> list[list[Hit]]:
         if np.ndim(queries) != 2:
             raise ValueError(f"queries must be 2-D, got shape {np.shape(queries)}")
@@ -264,7 +269,17 @@ class PartitionedIndex:
                 if store is None or store.n == 0:
                     continue
                 store.check_dim(qs.shape[1])
-                raws = self._search_partition(part, store, qs, k, groups, unique_persons, max_distance, exact)
+                raws = self._search_partition(
+                    part,
+                    store,
+                    qs,
+                    k,
+                    groups,
+                    unique_persons,
+                    max_distance,
+                    exact,
+                    templates and unique_persons,
+                )
             for qi, raw in enumerate(raws):
                 per_query[qi].append([Hit(part, f, p, d) for d, f, p in raw])
         return [merge_hits(hs, k, unique_persons) for hs in per_query]
@@ -280,6 +295,7 @@ class PartitionedIndex:
         unique: bool,
         max_d: float | None,
         exact: bool,
+        templates: bool = False,
     ) -> list[Raw]:
         if groups is None and not unique:
             kk = min(k, store.n)
@@ -302,6 +318,13 @@ class PartitionedIndex:
             else:
                 fast = None if exact else self._fast_candidates(part, store, q)
                 cands = fast if fast is not None else store.exact_candidates(q)
+            if templates:
+                # Persons are scored by their template, which can be nearer than their best face:
+                # candidates are the TEMPLATE_CANDIDATES persons with the nearest faces, whatever
+                # the cut-off, and the cut-off applies to the template distance.
+                d, r = _collect(store, cands, max(k, TEMPLATE_CANDIDATES), limit, True, None)
+                out.append(_finish(store, q, d, r, k, True, max_d, templates=True))
+                continue
             d, r = _collect(store, cands, k, limit, unique, max_d)
             out.append(_finish(store, q, d, r, k, unique, max_d))
         return out
@@ -363,14 +386,23 @@ def _finish(
     k: int,
     unique: bool,
     max_d: float | None,
+    *,
+    templates: bool = False,
 ) -> Raw:
-    """Dedupe persons, recompute exact distances for the chosen rows, cut at k and max_distance."""
+    """Dedupe persons, recompute exact distances for the chosen rows, cut at k and max_distance.
+
+    With ``templates`` a person's distance is that of their template (their best face's row is
+    kept as the hit's face); a one-face person's template is that face."""
     if unique:
         rows = rows[first_per_person(store.person_ids[rows])]
-    rows = rows[: k + 8]
+    rows = rows[: max(k, TEMPLATE_CANDIDATES) + 8] if templates else rows[: k + 8]
     if rows.size == 0:
         return []
-    dist = np.sqrt(np.maximum(store.exact_sq(q, rows), 0.0))
+    sq = store.exact_sq(q, rows)
+    if templates:
+        by_template = store.template_sq(q, store.person_ids[rows])
+        sq = np.where(np.isnan(by_template), sq, by_template)
+    dist = np.sqrt(np.maximum(sq, 0.0))
     order = np.lexsort((store.face_ids[rows], dist))[:k]
     rows, dist = rows[order], dist[order]
     if max_d is not None:

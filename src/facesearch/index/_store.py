@@ -57,6 +57,10 @@ class PartitionStore:
         # Only persons whose groups differ from {"default"} are stored.
         self.groups: dict[int, frozenset[str]] = {}
         self._members: dict[str, set[int]] = {}
+        # The face ids of every person with two or more faces here: their template (the mean of
+        # their unit embeddings, renormalised) is computed from these rows when they are a
+        # candidate of a search; a one-face person's template is that face.
+        self._multi: dict[int, list[int]] = {}
 
     @classmethod
     def from_arrays(cls, face_ids: IdArray, person_ids: IdArray, vectors: FloatArray) -> PartitionStore:
@@ -72,6 +76,7 @@ class PartitionStore:
         store._pids = np.array(person_ids, dtype=np.int64)
         store._row = dict(zip(store._fids.tolist(), range(len(store._fids)), strict=True))
         store.n = len(store._fids)
+        store._track_persons(np.unique(store._pids))
         return store
 
     def holds_exactly(self, face_ids: Collection[int]) -> bool:
@@ -98,7 +103,8 @@ class PartitionStore:
 
     def memory_bytes(self) -> int:
         arrays = self._vecs.nbytes + self._norms.nbytes + self._fids.nbytes + self._pids.nbytes
-        return arrays + 100 * len(self._row) + 200 * len(self.groups)
+        multi = sum(120 + 36 * len(f) for f in self._multi.values())
+        return arrays + 100 * len(self._row) + 200 * len(self.groups) + multi
 
     # ---- mutations ---------------------------------------------------------------------------
     def check_dim(self, dim: int) -> None:
@@ -144,9 +150,54 @@ class PartitionStore:
         )
         self._vecs[at] = vectors
         self._norms[at] = np.einsum("ij,ij->i", vectors, vectors)
+        old = self._pids[rows[rows < self.n - len(fresh)]] if len(fresh) != len(rows) else None
         self._fids[at] = face_ids
         self._pids[at] = person_ids
+        touched = np.unique(person_ids if old is None else np.concatenate([person_ids, old]))
+        self._track_persons(touched)
         return rows
+
+    def _track_persons(self, person_ids: IdArray) -> None:
+        """Recompute the face lists of these persons (one pass over the partition's rows)."""
+        if len(person_ids) == 0 or self.n == 0:
+            return
+        pids = self.person_ids
+        if len(person_ids) <= 8:
+            mask = pids == person_ids[0]
+            for p in person_ids[1:]:
+                mask |= pids == p
+        else:
+            mask = np.isin(pids, person_ids)
+        rows = np.flatnonzero(mask)
+        by_person: dict[int, list[int]] = {}
+        for p, f in zip(pids[rows].tolist(), self.face_ids[rows].tolist(), strict=True):
+            by_person.setdefault(p, []).append(f)
+        for p in person_ids.tolist():
+            faces = by_person.get(p, [])
+            if len(faces) >= 2:
+                self._multi[p] = faces
+            else:
+                self._multi.pop(p, None)
+
+    def template_sq(self, query: FloatArray, person_ids: IdArray) -> FloatArray:
+        """Squared distance from ``query`` to each person's template (nan: a one-face person).
+
+        ``_norms`` holds squared norms, so unit rows read 1 there too."""
+        out = np.full(len(person_ids), np.nan, dtype=np.float32)
+        for i, p in enumerate(person_ids.tolist()):
+            faces = self._multi.get(p)
+            if faces is None:
+                continue
+            rows = self.rows_of(faces)
+            mean = self._vecs[rows].astype(np.float64).mean(axis=0)
+            # Unit embeddings (every ONNX pack): the mean renormalised, as measured; others (dlib's
+            # descriptor): the plain mean, as measured too (eval identify --template mean).
+            if np.allclose(self._norms[rows], 1.0, atol=2e-3):
+                norm = float(np.linalg.norm(mean))
+                mean = mean / norm if norm > 0 else mean
+            diff = mean - query
+            out[i] = float(diff @ diff)
+        return out
 
     def remove(self, face_ids: Collection[int]) -> list[int]:
         """Remove faces by swap-with-last; returns the face ids actually removed."""
@@ -156,6 +207,11 @@ class PartitionStore:
             if row is None:
                 continue
             removed.append(int(fid))
+            faces = self._multi.get(int(self._pids[row]))
+            if faces is not None:
+                faces.remove(int(fid))
+                if len(faces) < 2:
+                    del self._multi[int(self._pids[row])]
             last = self.n - 1
             if row != last:
                 self._vecs[row] = self._vecs[last]

@@ -76,6 +76,7 @@ class VectorIndex(Protocol):
         unique_persons: bool = False,
         max_distance: float | None = None,
         exact: bool = False,
+        templates: bool = False,
     ) -> list[Hit]:
         """Up to k nearest hits over the given partitions, nearest first."""
         ...
@@ -90,6 +91,7 @@ class VectorIndex(Protocol):
         unique_persons: bool = False,
         max_distance: float | None = None,
         exact: bool = False,
+        templates: bool = False,
     ) -> list[list[Hit]]:
         """`search` for each row of a 2-D query matrix."""
         ...

@@ -218,6 +218,7 @@ class Searcher:
                 unique_persons=options.deduplicate,
                 max_distance=max_distance,
                 exact=options.search_mode == "accurate",
+                templates=first.setting("person_score") == "template",
             )
             search_ms = (time.perf_counter() - t0) * 1000
             matches = self._matches(
@@ -287,6 +288,7 @@ class Searcher:
             unique_persons=True,
             max_distance=max_distance,
             exact=options.search_mode == "accurate",
+            templates=coll.setting("person_score") == "template",
         )
         search_ms = (time.perf_counter() - t0) * 1000
         recognised: list[FaceResult] = []
