@@ -76,7 +76,7 @@ class PartitionStore:
         store._pids = np.array(person_ids, dtype=np.int64)
         store._row = dict(zip(store._fids.tolist(), range(len(store._fids)), strict=True))
         store.n = len(store._fids)
-        store._track_persons(np.unique(store._pids))
+        store._track_persons(None)
         return store
 
     def holds_exactly(self, face_ids: Collection[int]) -> bool:
@@ -157,46 +157,50 @@ class PartitionStore:
         self._track_persons(touched)
         return rows
 
-    def _track_persons(self, person_ids: IdArray) -> None:
-        """Recompute the face lists of these persons (one pass over the partition's rows)."""
-        if len(person_ids) == 0 or self.n == 0:
-            return
+    def _track_persons(self, person_ids: IdArray | None) -> None:
+        """Recompute the face lists of these persons (None: of everyone), in one pass over the rows."""
         pids = self.person_ids
-        if len(person_ids) <= 8:
+        if person_ids is None:
+            self._multi.clear()
+            person_ids = np.zeros(0, dtype=np.int64)
+            mask = np.ones(self.n, dtype=bool)
+        elif len(person_ids) == 0 or self.n == 0:
+            return
+        elif len(person_ids) <= 8:
             mask = pids == person_ids[0]
             for p in person_ids[1:]:
                 mask |= pids == p
         else:
             mask = np.isin(pids, person_ids)
-        rows = np.flatnonzero(mask)
-        by_person: dict[int, list[int]] = {}
-        for p, f in zip(pids[rows].tolist(), self.face_ids[rows].tolist(), strict=True):
-            by_person.setdefault(p, []).append(f)
         for p in person_ids.tolist():
-            faces = by_person.get(p, [])
-            if len(faces) >= 2:
-                self._multi[p] = faces
-            else:
-                self._multi.pop(p, None)
+            self._multi.pop(p, None)
+        rows = np.flatnonzero(mask)
+        order = rows[np.argsort(pids[rows], kind="stable")]
+        found, start, counts = np.unique(pids[order], return_index=True, return_counts=True)
+        fids = self.face_ids
+        for p, at, c in zip(found.tolist(), start.tolist(), counts.tolist(), strict=True):
+            if c >= 2:
+                self._multi[p] = fids[order[at : at + c]].tolist()
 
     def template_sq(self, query: FloatArray, person_ids: IdArray) -> FloatArray:
         """Squared distance from ``query`` to each person's template (nan: a one-face person).
 
         ``_norms`` holds squared norms, so unit rows read 1 there too."""
         out = np.full(len(person_ids), np.nan, dtype=np.float32)
-        for i, p in enumerate(person_ids.tolist()):
-            faces = self._multi.get(p)
-            if faces is None:
-                continue
-            rows = self.rows_of(faces)
-            mean = self._vecs[rows].astype(np.float64).mean(axis=0)
-            # Unit embeddings (every ONNX pack): the mean renormalised, as measured; others (dlib's
-            # descriptor): the plain mean, as measured too (eval identify --template mean).
-            if np.allclose(self._norms[rows], 1.0, atol=2e-3):
-                norm = float(np.linalg.norm(mean))
-                mean = mean / norm if norm > 0 else mean
-            diff = mean - query
-            out[i] = float(diff @ diff)
+        which = [(i, f) for i, p in enumerate(person_ids.tolist()) if (f := self._multi.get(p)) is not None]
+        if not which:
+            return out
+        rows = self.rows_of([fid for _, faces in which for fid in faces])
+        sizes = np.fromiter((len(faces) for _, faces in which), dtype=np.int64, count=len(which))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        means = np.add.reduceat(self._vecs[rows].astype(np.float64), starts, axis=0) / sizes[:, None]
+        # Unit embeddings (every ONNX pack): the mean renormalised, as measured; others (dlib's
+        # descriptor): the plain mean, as measured too (eval identify --template mean).
+        unit = np.logical_and.reduceat(np.abs(self._norms[rows] - 1.0) <= 4e-3, starts)
+        norms = np.linalg.norm(means, axis=1, keepdims=True)
+        means = np.where(unit[:, None] & (norms > 0), means / np.maximum(norms, 1e-12), means)
+        diff = means - query.astype(np.float64)
+        out[[i for i, _ in which]] = np.einsum("ij,ij->i", diff, diff)
         return out
 
     def remove(self, face_ids: Collection[int]) -> list[int]:
