@@ -59,10 +59,10 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
-class MobileFaceNetEmbedder:
-    """512-d MobileFaceNet embeddings of 112x112 chips, L2-normalised."""
+class _OnnxEmbedder:
+    """An embedder running one ONNX network on 112x112 chips; rows L2-normalised."""
 
-    dim = 512
+    dim = 0
 
     def __init__(self, models: OnnxModels) -> None:
         self._models = models
@@ -70,6 +70,18 @@ class MobileFaceNetEmbedder:
     def embed(self, chips: Sequence[RGBImage]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
+        return _unit_rows(self._rows(chips))
+
+    def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MobileFaceNetEmbedder(_OnnxEmbedder):
+    """512-d MobileFaceNet embeddings of 112x112 chips, L2-normalised."""
+
+    dim = 512
+
+    def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
         rows = []
         for chip in chips:
             x = np.asarray(chip, dtype=np.float32)
@@ -78,10 +90,10 @@ class MobileFaceNetEmbedder:
             x = (x - 127.0) / 128.0
             (out,) = self._models.run("feature", x.transpose(2, 0, 1)[None])
             rows.append(out[0])
-        return _unit_rows(np.stack(rows))
+        return np.stack(rows)
 
 
-class MobileFaceNet192Embedder:
+class MobileFaceNet192Embedder(_OnnxEmbedder):
     """192-d MobileFaceNet (sirius-ai, converted from TensorFlow Lite), L2-normalised.
 
     RGB input scaled as (x - 127.5) / 128, as the package's Kotlin feeds it (BGR scored 8.5
@@ -91,12 +103,7 @@ class MobileFaceNet192Embedder:
 
     dim = 192
 
-    def __init__(self, models: OnnxModels) -> None:
-        self._models = models
-
-    def embed(self, chips: Sequence[RGBImage]) -> np.ndarray:
-        if not chips:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
         x = (np.stack([np.asarray(c, dtype=np.float32) for c in chips]) - 127.5) / 128.0
         x = x.transpose(0, 3, 1, 2)
         rows: list[np.ndarray] = []
@@ -106,7 +113,7 @@ class MobileFaceNet192Embedder:
                 pair = np.concatenate([pair, pair])
             (out,) = self._models.run("feature192", pair)
             rows.extend(out[: len(x) - start])
-        return _unit_rows(np.stack(rows[: len(x)]))
+        return np.stack(rows[: len(x)])
 
 
 class DuoEmbedder:
