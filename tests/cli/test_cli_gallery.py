@@ -248,9 +248,7 @@ def test_identify_json_top_k(ranked: dict[str, Any]) -> None:
 
 
 @pytest.mark.realmodel
-def test_identify_threshold_above_the_best_match(
-    cli: Cli, gallery: Gallery, faces_dir: Path
-) -> None:
+def test_identify_threshold_above_the_best_match(cli: Cli, gallery: Gallery, faces_dir: Path) -> None:
     # A stranger's photo: its best match is well under 1 (the default pack reads a genuine match
     # of obama1.jpg as 1.0, the top of the scale), so a threshold between it and 1 exists.
     stranger = sorted((faces_dir / "lfw" / "Aaron_Guiel").glob("*.jpg"))[0]
