@@ -355,6 +355,9 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_the_next_run_resumes(
         stderr=subprocess.PIPE,
         env=env,
         start_new_session=True,  # Ctrl-C reaches the process group: the command and its workers
+        # As from a terminal: a background job of a non-interactive shell (how CI may run this
+        # suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     faces = 0
