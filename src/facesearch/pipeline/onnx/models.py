@@ -39,10 +39,11 @@ class OnnxModels:
         folder: Callable[[Path | None], Path] = onnx_dir,
         files: Mapping[str, str] = MODEL_FILES,
         missing: Callable[[Path | None], list[str]] = missing_models,
-        error: Callable[[Path | None], ModelUnavailable] = not_installed_error,
+        error: Callable[..., ModelUnavailable] = not_installed_error,
     ) -> None:
         """The npm pack's models by default; ``folder``, ``files``, ``missing`` and ``error``
-        describe another installed set (the retina pack's)."""
+        (called with the models folder and optionally what is missing) describe another installed
+        set (the retina pack's)."""
         self._models_dir = models_dir
         self._threads = threads
         self._lock = threading.Lock()
@@ -61,9 +62,7 @@ class OnnxModels:
     def require(self, what: str = "the ONNX model pack") -> None:
         """Raise ModelUnavailable, naming the install command, when files are missing."""
         if not self.installed():
-            if self._error is not_installed_error:
-                raise not_installed_error(self._models_dir, what)
-            raise self._error(self._models_dir)
+            raise self._error(self._models_dir, what)
 
     def session(self, role: str) -> Any:
         """The onnxruntime session of a model role (``detect``, ``landmark``, ...)."""
