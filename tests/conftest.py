@@ -49,17 +49,51 @@ def embedding_cache(faces_dir: Path) -> Iterator[EmbeddingCache]:
 # --- the SQL database: SQLite, and PostgreSQL when scripts/pg.sh started one ----------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+@pytest.fixture(params=["sqlite", "postgresql", pytest.param("milvus", marks=pytest.mark.milvus)])
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
     """None (the default SQLite file in the data folder), then a PostgreSQL schema of its own:
-    the tests that take this fixture run on both (PostgreSQL skips with a message when absent)."""
+    the tests that take this fixture run on both (PostgreSQL skips with a message when absent).
+
+    In modules that set ``MILVUS = True`` they run a third time on SQLite with Milvus as the
+    index (``FACESEARCH_INDEX_URL`` set for the test and the processes it starts, fresh
+    collections); elsewhere that run is deselected."""
     if request.param == "sqlite":
         yield None
+        return
+    if request.param == "milvus":
+        from milvusutil import emptied_after
+
+        with emptied_after(request.getfixturevalue("milvus_session_url")) as url:
+            monkeypatch.setenv("FACESEARCH_INDEX_URL", url)
+            yield None
         return
     from pgutil import fresh_schema, need_postgres
 
     with fresh_schema(need_postgres()) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def milvus_session_url() -> Iterator[str]:
+    """Milvus collections of this test session (a fresh prefix), dropped at its end; tests get
+    them emptied (milvusutil.emptied_after). Skips with a message when Milvus is not running."""
+    from milvusutil import fresh_prefix, need_milvus
+
+    with fresh_prefix(need_milvus()) as url:
+        yield url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the Milvus run of `database_url` only in the modules that ask for it."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_milvus = callspec is not None and callspec.params.get("database_url") == "milvus"
+        module = getattr(item, "module", None)
+        (drop if on_milvus and not getattr(module, "MILVUS", False) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # --- figures: what passing tests printed (accuracy, recall, recovery counts) ------------------

@@ -134,6 +134,20 @@ class WorkersUnavailable(FaceSearchError):
     code = "WORKERS_UNAVAILABLE"
 
 
+class IndexUnavailable(FaceSearchError):
+    """The vector index server (Milvus) failed or cannot be reached: searches cannot run now.
+
+    Writes already committed to the database are kept; the index catches up when it is back."""
+
+    code = "INDEX_UNAVAILABLE"
+
+
+class DatabaseUnavailable(FaceSearchError):
+    """The database cannot be reached or timed out: nothing of this request was committed."""
+
+    code = "DATABASE_UNAVAILABLE"
+
+
 class ImageUnprocessable(FaceSearchError):
     """This photo made a worker process crash more than once: it is refused, not retried."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,8 @@ import pytest
 
 from facesearch.index import ExactIndex, Hit, HnswIndex, VectorIndex, open_index
 from facesearch.index.base import FloatArray
+from facesearch.index.milvus import MilvusIndex
+from milvusutil import emptied_after
 
 DIM = 16
 MakeIndex = Callable[[], VectorIndex]
@@ -25,14 +27,39 @@ def _make(kind: str) -> VectorIndex:
     return HnswIndex(small_partition=8)  # tiny threshold: the graph path really runs
 
 
-@pytest.fixture(params=["exact", "hnsw", "hnsw-graph"])
+@pytest.fixture(params=["exact", "hnsw", "hnsw-graph", pytest.param("milvus", marks=pytest.mark.milvus)])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def make(kind: str) -> MakeIndex:
-    return lambda: _make(kind)
+def milvus_url(kind: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For the milvus backend: the session's milvus:// URL, emptied after the test."""
+    if kind != "milvus":
+        yield None
+        return
+    with emptied_after(request.getfixturevalue("milvus_session_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def make(kind: str, milvus_url: str | None) -> Iterator[MakeIndex]:
+    """Each call gives a new index; for milvus, a new client of the same collections."""
+    made: list[VectorIndex] = []
+
+    def build() -> VectorIndex:
+        index = open_index(milvus_url, None) if milvus_url else _make(kind)
+        made.append(index)
+        return index
+
+    yield build
+    for index in made:
+        index.close()
+
+
+def no_snapshots(kind: str) -> None:
+    if kind == "milvus":
+        pytest.skip("Milvus keeps its own data: the index writes no snapshot files")
 
 
 @pytest.fixture
@@ -222,8 +249,8 @@ def test_search_batch_equals_search(index: VectorIndex) -> None:
     assert index.search_batch([0], np.zeros((0, DIM), np.float32), 3) == []
 
 
-def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
-    index = _make(kind)
+def test_save_load_round_trip(kind: str, make: MakeIndex, tmp_path: Path) -> None:
+    index = make()
     x = rand(80, seed=13)
     index.add(0, np.arange(80), np.arange(80) // 2, x)
     index.add(4, [500, 501], [9, 9], rand(2, seed=14))
@@ -234,7 +261,7 @@ def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
     before = index.search_batch([0, 4], qs, 5)
     before_vip = index.search_batch([0], qs, 5, groups=["vip"])
     index.save(tmp_path / "snap")
-    loaded = open_index(URLS[kind], tmp_path / "snap")
+    loaded = make() if kind == "milvus" else open_index(URLS[kind], tmp_path / "snap")
     assert type(loaded) is type(index)
     assert loaded.applied_seq == 1234
     assert loaded.count(0) == 78 and loaded.partitions() == [0, 4]
@@ -245,10 +272,11 @@ def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
     loaded.remove_faces(0, [10])
     loaded.applied_seq = 1300
     loaded.save(tmp_path / "snap")
-    again = open_index(URLS[kind], tmp_path / "snap")
+    again = make() if kind == "milvus" else open_index(URLS[kind], tmp_path / "snap")
     assert again.applied_seq == 1300 and again.count(0) == 78
     assert again.search([0], x[3], 1)[0].face_id == 3
-    assert len([p for p in (tmp_path / "snap").iterdir() if p.name.startswith("gen-")]) == 1
+    if kind != "milvus":
+        assert len([p for p in (tmp_path / "snap").iterdir() if p.name.startswith("gen-")]) == 1
 
 
 def test_snapshot_moves_between_backends(tmp_path: Path) -> None:
@@ -302,6 +330,7 @@ def _truncate_ids(snap: Path) -> None:
 def test_corrupt_snapshot_starts_empty(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None]
 ) -> None:
+    no_snapshots(kind)
     index = _make(kind)
     index.add(0, np.arange(30), np.arange(30), rand(30))
     index.applied_seq = 99
@@ -314,6 +343,7 @@ def test_corrupt_snapshot_starts_empty(
 
 
 def test_crash_during_save_keeps_previous_snapshot(kind: str, tmp_path: Path) -> None:
+    no_snapshots(kind)
     index = _make(kind)
     index.add(0, np.arange(30), np.arange(30), rand(30))
     index.applied_seq = 5
@@ -338,7 +368,8 @@ def test_open_index_urls(tmp_path: Path) -> None:
     )
     empty = open_index("exact://", tmp_path)
     assert empty.applied_seq == 0 and empty.count() == 0
-    for bad in ("milvus://x", "bogus", "hnsw://?nope=1", "hnsw://?m=x", "exact://?m=3"):
+    bad_urls = ("milvus://127.0.0.1:1?nope=1", "milvus://u:p@127.0.0.1:1", "bogus", "hnsw://?nope=1")
+    for bad in (*bad_urls, "hnsw://?m=x", "exact://?m=3"):
         with pytest.raises(ValueError):
             open_index(bad, None)
     assert isinstance(open_index("exact://", None), VectorIndex)
@@ -386,7 +417,7 @@ def test_person_templates_score_a_person_by_the_mean_of_their_faces(make: MakeIn
     assert with_t.person_id == 105 and with_t.distance == pytest.approx(0.0, abs=1e-3)
     # Kept current: after a snapshot round trip, and when a face is removed (one face left).
     index.save(tmp_path / "snap")
-    loaded = type(index).load(tmp_path / "snap")  # type: ignore[attr-defined]
+    loaded = make() if isinstance(index, MilvusIndex) else type(index).load(tmp_path / "snap")  # type: ignore[attr-defined]
     again = loaded.search([1], q, 1, unique_persons=True, templates=True)[0]
     assert again.distance == pytest.approx(by_template, rel=1e-5)
     index.remove_faces(1, [2])

@@ -17,6 +17,8 @@ from facesearch.service import FaceSearch
 from fakes import fake_pack, person_photo
 
 WORKER = Path(__file__).with_name("bulk_enrol_worker.py")
+#: These tests run a third time with Milvus as the index (conftest.py, `database_url`).
+MILVUS = True
 
 
 @pytest.mark.integration

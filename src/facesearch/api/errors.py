@@ -51,6 +51,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "LIVENESS_UNAVAILABLE": 501,
     "MODEL_UNAVAILABLE": 503,
     "WORKERS_UNAVAILABLE": 503,
+    "INDEX_UNAVAILABLE": 503,
+    "DATABASE_UNAVAILABLE": 503,
     "IMAGE_UNPROCESSABLE": 422,
     "ADDRESS_IN_USE": 500,
     "API_KEY_MISSING": 401,
@@ -211,8 +213,28 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     return error_response(code, message, details, status=status, headers=headers)
 
 
+def _database_down(exc: BaseException) -> bool:
+    """A lost or refused database connection, or a pool or statement timeout (not a bug)."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = request_id_for(request.scope)
+    if _database_down(exc):
+        logger.warning(
+            "DATABASE_UNAVAILABLE on %s %s (request_id=%s): %s",
+            request.method,
+            request.url.path,
+            rid,
+            type(exc.orig if hasattr(exc, "orig") else exc).__name__,
+        )
+        return error_response(
+            "DATABASE_UNAVAILABLE",
+            "the database cannot be reached or timed out; this request was not acknowledged, try again",
+        )
     # Method and path only: never headers (keys) nor bodies (images) in the log.
     logger.error(
         "unhandled %s on %s %s (request_id=%s)",

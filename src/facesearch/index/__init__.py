@@ -1,7 +1,9 @@
 """Vector index: the `VectorIndex` Protocol and its in-process backends, chosen by URL.
 
 `memory://` and `hnsw://` give `HnswIndex` (HNSW for `fast`, exact scan for `accurate`),
-`exact://` gives `ExactIndex`. HNSW parameters may be passed as a query string, e.g.
+`exact://` gives `ExactIndex`, `milvus://host:port` gives `MilvusIndex` (a Milvus server or
+cluster, shared by every API process; ``pip install 'facesearch[milvus]'``). HNSW parameters may
+be passed as a query string, e.g.
 `hnsw://?m=32&ef_construction=200&ef_search=224&small_partition=2000&project=1&shards=0`.
 """
 
@@ -57,4 +59,10 @@ def open_index(url: str, snapshot_dir: Path | None = None) -> VectorIndex:
             except Exception:
                 log.warning("index snapshot in %s is unreadable; starting empty", snapshot_dir, exc_info=True)
         return exact
-    raise ValueError(f"unknown index URL scheme {parts.scheme!r} in {url!r} (memory://, hnsw://, exact://)")
+    if scheme == "milvus":
+        from facesearch.index.milvus import open_milvus
+
+        return open_milvus(url)
+    raise ValueError(
+        f"unknown index URL scheme {parts.scheme!r} in {url!r} (memory://, hnsw://, exact://, milvus://)"
+    )

@@ -88,7 +88,7 @@ class Catalogue:
     def delete_collection(self, ref: CollectionRef) -> None:
         """Delete a collection with every person, face and thumbnail in it."""
         self.store.delete_collection(self.resolve(ref).pk)
-        self.follower.sync()
+        self.follower.after_write()
 
     # --- persons and faces ----------------------------------------------------------
 
@@ -114,19 +114,19 @@ class Catalogue:
     def update_person(self, /, collection: CollectionRef, person: str, **fields: Any) -> Person:
         """Edit name, external id, metadata or groups."""
         result = self.store.update_person(self.resolve(collection).pk, person, **fields)
-        self.follower.sync()
+        self.follower.after_write()
         return result
 
     def delete_person(self, collection: CollectionRef, person: str) -> str:
         """Delete a person with every face, embedding and thumbnail."""
         deleted = self.store.delete_person(self.resolve(collection).pk, person)
-        self.follower.sync()
+        self.follower.after_write()
         return deleted
 
     def delete_face(self, collection: CollectionRef, face: str) -> None:
         """Remove one face (its embedding and thumbnail)."""
         self.store.delete_face(self.resolve(collection).pk, face)
-        self.follower.sync()
+        self.follower.after_write()
 
     def photo_enrolled(self, collection: CollectionRef, person: str, photo: bytes) -> bool:
         """Whether this very photo (same bytes) is already enrolled for ``person``."""
@@ -150,18 +150,18 @@ class Catalogue:
     def delete_group(self, collection: CollectionRef, group: str) -> None:
         """Delete a group; its persons stay, without that membership."""
         self.store.delete_group(self.resolve(collection).pk, group)
-        self.follower.sync()
+        self.follower.after_write()
 
     def add_member(self, collection: CollectionRef, group: str, person: str) -> Person:
         """Put a person in a group (created when missing)."""
         result = self.store.add_member(self.resolve(collection).pk, group, person)
-        self.follower.sync()
+        self.follower.after_write()
         return result
 
     def remove_member(self, collection: CollectionRef, group: str, person: str) -> Person:
         """Take a person out of a group."""
         result = self.store.remove_member(self.resolve(collection).pk, group, person)
-        self.follower.sync()
+        self.follower.after_write()
         return result
 
     def counts(self) -> dict[str, int]:

@@ -103,7 +103,7 @@ class Enroller:
             raise ValidationError(f"at most {limit} images per person in this collection", field="images")
         faces = [self.face_from_photo(coll, data, options, position=i) for i, data in enumerate(images)]
         person = self.store.create_person(coll.pk, external_id, name, metadata, groups, faces=faces)
-        self.follower.sync()
+        self.follower.after_write()
         return person
 
     def add_face(self, coll: Collection, person: str, image: bytes, options: EnrolOptions) -> Face:
@@ -128,7 +128,7 @@ class Enroller:
             new.content_hash,
             max_faces=int(coll.setting("max_faces_per_person")),
         )
-        self.follower.sync()
+        self.follower.after_write()
         return stored
 
     def auto_enroll(self, coll: Collection, found: FaceObservation, image: bytes, best: Match) -> str | None:
@@ -165,5 +165,5 @@ class Enroller:
             (),
             faces=[new_face(found, image)],
         )
-        self.follower.sync()
+        self.follower.after_write()
         return person.id

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesearch.errors import IndexUnavailable
 from facesearch.index import VectorIndex
 from facesearch.storage import Change, Store
 from facesearch.storage.records import (
@@ -49,36 +50,75 @@ class IndexFollower:
         self.index.applied_seq = 0
 
     def sync(self) -> int:
-        """Apply change-log entries the index has not seen yet; returns how many."""
-        applied = 0
+        """Apply change-log entries the index has not seen yet; returns how many.
+
+        A shared index (Milvus: ``index.shared``) holds its cursor itself and is written by one
+        process at a time: when the log is ahead of the cursor this process knows, it takes the
+        database's index lock, re-reads the cursor (another process may have applied the
+        entries), applies the rest in order, and waits until they are visible to its searches."""
         with self._lock:
-            while True:
-                changes = self.store.changes_since(self.index.applied_seq, limit=REPLAY_BATCH)
-                if not changes:
-                    break
-                self._apply(changes)
-                self.index.applied_seq = changes[-1].seq
-                applied += len(changes)
+            if getattr(self.index, "shared", False):
+                return self._sync_shared()
+            applied = self._replay()
             if self.index.applied_seq - self._last_snapshot_seq >= SNAPSHOT_EVERY:
                 self.save_snapshot()
+        return applied
+
+    def after_write(self) -> None:
+        """`sync` after a committed write: an index failure (its server down) is logged, not
+        raised, since the write is durable and the index catches up at a later sync."""
+        try:
+            self.sync()
+        except IndexUnavailable as exc:
+            log.warning("the index is behind the database until it is reachable again: %s", exc.message)
+
+    def _replay(self) -> int:
+        applied = 0
+        while True:
+            changes = self.store.changes_since(self.index.applied_seq, limit=REPLAY_BATCH)
+            if not changes:
+                return applied
+            self._apply(changes)
+            self.index.applied_seq = changes[-1].seq
+            applied += len(changes)
+
+    def _sync_shared(self) -> int:
+        index = self.index
+        if not self.store.changes_since(index.applied_seq, limit=1):
+            return 0
+        with self.store.index_lock():
+            index.refresh()  # type: ignore[attr-defined]
+            if index.applied_seq > self.store.last_seq():
+                log.warning("the shared index is ahead of the database: rebuilding it from SQL")
+                self._reset()
+            applied = self._replay()
+        index.barrier()  # type: ignore[attr-defined]
         return applied
 
     def _apply(self, changes: Sequence[Change]) -> None:
         """Apply log entries in order, adding runs of new faces to the index in bulk."""
         idx = self.index
         pending: dict[int, list[Change]] = {}
+        # A shared index takes each new face's groups with the face (no look-up of the person).
+        shared = bool(getattr(idx, "shared", False))
 
         def flush() -> None:
             for partition, adds in pending.items():
                 vectors = np.stack([c.embedding for c in adds if c.embedding is not None])
-                idx.add(partition, [c.face_id or 0 for c in adds], [c.person_id or 0 for c in adds], vectors)
+                fids, pids = [c.face_id or 0 for c in adds], [c.person_id or 0 for c in adds]
+                if shared:
+                    groups = {c.person_id or 0: tuple(c.groups or ()) for c in adds}
+                    idx.add(partition, fids, pids, vectors, groups=groups)  # type: ignore[call-arg]
+                else:
+                    idx.add(partition, fids, pids, vectors)
             pending.clear()
 
         for c in changes:
             if c.op == OP_ADD_FACE:
                 if c.embedding is not None and c.face_id is not None and c.person_id is not None:
                     pending.setdefault(c.collection_id, []).append(c)
-                    idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
+                    if not shared:
+                        idx.set_person_groups(c.collection_id, c.person_id, c.groups or ())
                 continue
             flush()
             if c.op == OP_REMOVE_FACE and c.face_id is not None:

@@ -22,7 +22,7 @@ from facesearch.domain import (
     check_label,
 )
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage.db import PG_COLLECTION_LOCKS, PG_WRITE_LOCK, WRITE_OPTION
+from facesearch.storage.db import PG_COLLECTION_LOCKS, PG_INDEX_LOCK, PG_WRITE_LOCK, WRITE_OPTION
 from facesearch.storage.tables import (
     DbChange,
     DbCollection,
@@ -102,18 +102,25 @@ class StoreBase:
         check that cannot sit inside one write transaction (enrol-if-unknown searches, then
         creates). PostgreSQL: a session advisory lock on a connection of its own; SQLite: an
         exclusive ``flock`` on a file beside the database (in-memory databases: none needed)."""
+        with self._process_lock(PG_COLLECTION_LOCKS, collection_id, f"collection-{collection_id}"):
+            yield
+
+    @contextmanager
+    def index_lock(self) -> Iterator[None]:
+        """Hold the lock of the shared index's change-log applier (one process at a time applies
+        the log to a shared vector index such as Milvus), as `collection_lock` holds its lock."""
+        with self._process_lock(PG_INDEX_LOCK, 0, "index"):
+            yield
+
+    @contextmanager
+    def _process_lock(self, lock_class: int, key: int, file_tag: str) -> Iterator[None]:
         if self._dialect == "postgresql":
             with self.engine.connect() as conn:
-                conn.execute(
-                    text("SELECT pg_advisory_lock(:c, :k)"), {"c": PG_COLLECTION_LOCKS, "k": collection_id}
-                )
+                conn.execute(text("SELECT pg_advisory_lock(:c, :k)"), {"c": lock_class, "k": key})
                 try:
                     yield
                 finally:
-                    conn.execute(
-                        text("SELECT pg_advisory_unlock(:c, :k)"),
-                        {"c": PG_COLLECTION_LOCKS, "k": collection_id},
-                    )
+                    conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), {"c": lock_class, "k": key})
                     conn.commit()
             return
         database = self.engine.url.database or ""
@@ -122,7 +129,7 @@ class StoreBase:
             return
         import fcntl
 
-        with open(f"{database}.collection-{collection_id}.lock", "a+b") as handle:
+        with open(f"{database}.{file_tag}.lock", "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

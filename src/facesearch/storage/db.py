@@ -43,6 +43,8 @@ _PG_MIGRATION_LOCK = 0x66616365
 PG_WRITE_LOCK = 0x66617772
 #: The advisory-lock class (first key) of the per-collection locks (``Store.collection_lock``).
 PG_COLLECTION_LOCKS = 0x6663
+#: The advisory-lock class of the shared index's change-log applier (``Store.index_lock``).
+PG_INDEX_LOCK = 0x6669
 PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 20
 PG_POOL_RECYCLE_S = 1800
