@@ -31,12 +31,15 @@ browser:
 	sh scripts/install-browser.sh
 
 # pytest exits 5 when it collects no test: make treats that as a failure too. A throwaway
-# PostgreSQL (scripts/pg.sh: Debian's postgresql-15, 127.0.0.1, a free port) runs during the
-# tests so the store, service, recovery and HTTP tests run on it as well as on SQLite; it is
-# stopped afterwards, whatever the tests' outcome.
+# PostgreSQL (scripts/pg.sh: Debian's postgresql-15, 127.0.0.1, a free port) and a throwaway
+# Milvus (scripts/milvus.sh: milvus==2.3.5 in .venv-milvus, in a network namespace of its own,
+# reached on 127.0.0.1) run during the tests, so the store, service, recovery and HTTP tests run
+# on them as well as on SQLite and the in-process index; both are stopped afterwards, whatever
+# the tests' outcome.
 test: install models browser
 	sh scripts/pg.sh start
-	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; sh scripts/pg.sh stop; exit $$status
+	sh scripts/milvus.sh start || true
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; sh scripts/milvus.sh stop; sh scripts/pg.sh stop; exit $$status
 
 check: install
 	$(VENV)/bin/ruff check src tests bench

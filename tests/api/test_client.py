@@ -15,20 +15,26 @@ from facesearch import errors
 from facesearch.api.errors import STATUS_BY_CODE
 from facesearch.client import error_class
 from fakes import face_photo, person_photo
+from milvusutil import emptied_after
 from pgutil import fresh_schema, need_postgres
 
 ALICE, BOB = (10, 20), (30, 40)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module", params=["sqlite", "postgresql", pytest.param("pg+milvus", marks=pytest.mark.milvus)]
+)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """Every route through the client, on SQLite and on PostgreSQL."""
+    """Every route through the client, on SQLite, on PostgreSQL, and on PostgreSQL with Milvus."""
     with ExitStack() as stack:
         extra = {}
-        if request.param == "postgresql":
+        if request.param != "sqlite":
             extra["database_url"] = stack.enter_context(fresh_schema(need_postgres()))
+        if request.param == "pg+milvus":
+            milvus = request.getfixturevalue("milvus_session_url")
+            extra["index_url"] = stack.enter_context(emptied_after(milvus))
         app = fake_app(tmp_path_factory.mktemp("client"), **extra)
         keys = {role: new_key(app, role) for role in ("reader", "writer", "admin")}
         with thread_server(app) as url:

@@ -35,6 +35,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -124,6 +125,7 @@ class MilvusIndex:
         self._touched: set[str] = set()  # collections written since the last barrier
         self._seq = 0
         self._ensure_meta()
+        self.barrier()
         self.refresh()
 
     # ---- plumbing ------------------------------------------------------------------------------
@@ -251,9 +253,11 @@ class MilvusIndex:
             self._seq = int(seq)
 
     def refresh(self) -> bool:
-        """Re-read the cursor and the partitions from Milvus; True when another process moved it."""
+        """Re-read the cursor and the partitions from Milvus; True when another process moved them.
+
+        Call `barrier` first for the latest values (the follower does, under the index lock)."""
         with self._lock:
-            rows = self._query(self._meta, 'key >= ""', ["value"], strong=True)
+            rows = self._query(self._meta, 'key >= ""', ["value"])
             values = {r["key"]: json.loads(r["value"]) for r in rows}
             seq = int(values.get("applied_seq", {}).get("seq", 0))
             dims = {
@@ -270,17 +274,25 @@ class MilvusIndex:
             return moved
 
     def barrier(self) -> None:
-        """Wait until every write made so far (by any process) is visible to this one's searches."""
+        """Wait until every write made so far, by any process, is visible to this one's reads:
+        one ``Strong`` query per collection, at once (each waits for Milvus's next time tick)."""
         with self._lock:
-            names = {self._name(d) for d in self._dims.values()} & (self._ready | self._touched)
-            names |= {n for n in self._touched if n != self._meta}
-            for name in sorted(names):
-                self._call(
-                    lambda n=name: self._client.query(  # type: ignore[misc]
-                        n, filter="pk >= 0", output_fields=["count(*)"], consistency_level="Strong"
-                    )
-                )
+            names = sorted({self._meta, *self._ready, *self._touched})
+            if len(names) == 1:
+                self._strong_count(names[0])
+            else:
+                with ThreadPoolExecutor(max_workers=min(len(names), 8)) as pool:
+                    list(pool.map(self._strong_count, names))
             self._touched.clear()
+
+    def _strong_count(self, name: str) -> None:
+        pk = "key" if name == self._meta else "pk"
+        expr = f'{pk} >= ""' if name == self._meta else "pk >= 0"
+        self._call(
+            lambda: self._client.query(
+                name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+            )
+        )
 
     # ---- mutations -----------------------------------------------------------------------------
     def _partition_dim(self, partition: int, dim: int | None) -> int | None:

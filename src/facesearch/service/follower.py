@@ -87,12 +87,14 @@ class IndexFollower:
         if not self.store.changes_since(index.applied_seq, limit=1):
             return 0
         with self.store.index_lock():
-            index.refresh()  # type: ignore[attr-defined]
+            index.barrier()  # type: ignore[attr-defined]  # what the last applier wrote is visible
+            index.refresh()  # type: ignore[attr-defined]  # its cursor, then the entries after it
             if index.applied_seq > self.store.last_seq():
                 log.warning("the shared index is ahead of the database: rebuilding it from SQL")
                 self._reset()
             applied = self._replay()
-        index.barrier()  # type: ignore[attr-defined]
+            if applied:
+                index.barrier()  # type: ignore[attr-defined]  # read-your-writes
         return applied
 
     def _apply(self, changes: Sequence[Change]) -> None:
