@@ -181,15 +181,18 @@ class Gallery:
         }
 
 
-def fill_store(data_dir: Path, gallery: Gallery, pack: str = "dlib") -> tuple[float, Any]:
-    """A fresh data folder with the gallery in SQL; returns (seconds, BulkFill)."""
+def fill_store(
+    data_dir: Path, gallery: Gallery, pack: str = "dlib", database_url: str | None = None
+) -> tuple[float, Any]:
+    """A fresh data folder with the gallery in SQL (the folder's SQLite file unless
+    ``database_url``); returns (seconds, BulkFill)."""
     from facesearch.storage import open_store
     from facesearch.storage.bulk import bulk_fill
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    store = open_store(f"sqlite:///{(data_dir / 'facesearch.db').resolve()}")
+    store = open_store(database_url or f"sqlite:///{(data_dir / 'facesearch.db').resolve()}")
     try:
         store.create_collection(COLLECTION, "bench", "", "internal", pack, {})
         p = len(gallery.people_names)
@@ -373,7 +376,7 @@ def thread_speedup(ix: VectorIndex, part: int, qs: np.ndarray, threshold: float)
 
 
 class Server:
-    def __init__(self, data_dir: Path, workers: int, logs: Path) -> None:
+    def __init__(self, data_dir: Path, workers: int, logs: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).parent / "facesearch"
@@ -395,7 +398,9 @@ class Server:
         self._out = (logs / "server.stdout").open("wb")
         self.logs = logs
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, cwd=logs)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._out, stderr=self._err, cwd=logs, env={**os.environ, **(env or {})}
+        )
 
     def wait_ready(self, timeout: float = 300) -> float:
         deadline = time.monotonic() + timeout

@@ -64,6 +64,12 @@ def test_outage_refuses_searches_keeps_writes_and_catches_up(
         refused_s = time.perf_counter() - started
         assert status == 503 and body["error"]["code"] == "INDEX_UNAVAILABLE"
         assert refused_s < 10  # bounded by the URL's timeout, not a hang
+        health = http.get("/v1/health").json()["data"]
+        assert (health["status"], health["index_state"], health["counts"]["faces"]) == (
+            "degraded",
+            "unavailable",
+            None,
+        )
         with caplog.at_level(logging.WARNING, logger="facesearch.service"):
             assert enrol("bob", person_photo(30, 40)) == 201  # committed, so acknowledged
         assert "index is behind the database" in caplog.text
@@ -79,6 +85,8 @@ def test_outage_refuses_searches_keeps_writes_and_catches_up(
             time.sleep(0.5)
         assert status == 200, body
         assert body["data"]["matches"][0]["external_id"] == "bob"  # caught up from the log
+        health = http.get("/v1/health").json()["data"]
+        assert (health["status"], health["index_state"], health["counts"]["faces"]) == ("ok", "ok", 2)
     print(f"search refused in {refused_s * 1000:.0f} ms while Milvus was away; bob found after it came back")
 
 

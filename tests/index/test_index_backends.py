@@ -180,6 +180,19 @@ def test_groups_filter(index: VectorIndex) -> None:
     assert persons(["staff"]) == set()
 
 
+def test_groups_at_the_service_limits(index: VectorIndex) -> None:
+    """A person in GROUPS_MAX groups of 100-character names (4-byte characters, quotes) is found
+    by any one of them, and a search filters on up to GROUPS_MAX names."""
+    from facesearch.domain import GROUPS_MAX
+
+    names = [f'{i:03d}"\\' + "\U0001f600" * 95 for i in range(GROUPS_MAX)]
+    index.add(0, [1, 2], [1, 2], rand(2))
+    index.set_person_groups(0, 1, names)
+    q = rand(1, seed=3)[0]
+    assert {h.person_id for h in index.search([0], q, 5, groups=[names[-1]])} == {1}
+    assert {h.person_id for h in index.search([0], q, 5, groups=[*names[:99], "default"])} == {1, 2}
+
+
 def test_groups_for_person_without_faces_yet(index: VectorIndex) -> None:
     index.set_person_groups(5, 9, ["vip"])
     index.add(5, [1, 2], [9, 10], rand(2))

@@ -10,8 +10,8 @@ from facesearch.errors import ValidationError
 from facesearch.storage import Store
 from facesearch.storage.bulk import bulk_fill
 
-# bulk_fill (the bench galleries) writes explicit ids and supports SQLite only.
-pytestmark = pytest.mark.sqlite_only("bulk_fill is SQLite's bench loader")
+# bulk_fill (the bench galleries) writes explicit ids: on SQLite and on PostgreSQL, whose id
+# sequences it moves on (an ordinary insert after a bulk fill must not collide).
 
 
 def test_bulk_fill_writes_persons_faces_and_log(store: Store, coll: Collection) -> None:
@@ -50,6 +50,8 @@ def test_bulk_fill_after_ordinary_rows_and_twice(store: Store, coll: Collection)
     assert second.first_seq == first.last_seq + 1
     assert store.get_collection(coll.id).face_count == 5
     assert store.get_person(coll.id, int(first.person_ids[1])).external_id == "a-1"
+    later = store.create_person(coll.id, "carol", "Carol", None, ())  # the sequences moved on
+    assert store.get_person(coll.id, later.id).external_id == "carol"
 
 
 def test_bulk_fill_refuses_bad_input(store: Store, coll: Collection) -> None:

@@ -378,14 +378,22 @@ class FaceImageOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str = Field(description="ok, or degraded while the worker processes are being restarted")
+    status: str = Field(
+        description="ok, or degraded while the worker processes are being restarted or the index "
+        "server (Milvus) cannot be reached"
+    )
     workers: dict[str, Any] = Field(
         default_factory=dict, description="state (ok, restarting, in-process), workers, restarts"
     )
     version: str
     model_pack: str
     index_backend: str
-    counts: dict[str, int]
+    index_state: str = Field(
+        default="ok", description="ok, or unavailable: searches answer INDEX_UNAVAILABLE"
+    )
+    counts: dict[str, int | None] = Field(
+        description="collections, and faces in the index (null: unreachable)"
+    )
 
 
 class KeyScope(BaseModel):

@@ -64,8 +64,8 @@ _MAX_PARTITION = (1 << (63 - _FACE_BITS)) - 1
 _MAX_TOPK = 16_384  # Milvus's limit on one search's results
 _BATCH = 4_000  # rows per insert call (704-d: 11 MB, well under gRPC's 64 MB)
 _QUERY_BATCH = 16_000  # rows per query page
-_MAX_GROUPS = 64  # ARRAY capacity; a person's groups (API limit: 20, see API.md)
-_GROUP_CHARS = 256
+_MAX_GROUPS = 128  # ARRAY capacity: a person is in at most GROUPS_MAX (100) groups
+_GROUP_BYTES = 512  # UTF-8 bytes of one group name (the database holds names of 100 characters)
 _UNIQUE_START = 4
 _UNIQUE_GROWTH = 4
 _PARAMS = {"prefix", "m", "ef_construction", "ef", "exact_ef", "timeout", "secure", "shards"}
@@ -74,8 +74,9 @@ TOKEN_ENV = "FACESEARCH_MILVUS_TOKEN"
 
 
 def _expr_strings(values: Iterable[str]) -> str:
-    """A Milvus list literal of strings: JSON's string escapes are Milvus's."""
-    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+    """A Milvus list literal of strings: quotes and backslashes escaped as in JSON, every other
+    character as it is (Milvus reads no \\u escapes of characters beyond the BMP)."""
+    return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in values) + "]"
 
 
 def _ints(values: Iterable[int]) -> str:
@@ -182,7 +183,7 @@ class MilvusIndex:
                 DataType.ARRAY,
                 element_type=DataType.VARCHAR,
                 max_capacity=_MAX_GROUPS,
-                max_length=_GROUP_CHARS,
+                max_length=_GROUP_BYTES,
             )
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
             index = c.prepare_index_params()
@@ -406,8 +407,8 @@ class MilvusIndex:
     def set_person_groups(self, partition: int, person_id: int, groups: Iterable[str]) -> None:
         part, person = self._check_partition(partition), int(person_id)
         names = as_groups(groups)
-        if len(names) > _MAX_GROUPS or any(len(g) > _GROUP_CHARS for g in names):
-            raise ValueError(f"at most {_MAX_GROUPS} groups of at most {_GROUP_CHARS} characters")
+        if len(names) > _MAX_GROUPS or any(len(g.encode()) > _GROUP_BYTES for g in names):
+            raise ValueError(f"at most {_MAX_GROUPS} groups of at most {_GROUP_BYTES} bytes")
         with self._lock:
             if self._groups.get((part, person)) == names:
                 return
@@ -479,6 +480,10 @@ class MilvusIndex:
         """The vectors' size in Milvus (this process holds none of them)."""
         with self._lock:
             return sum(self.count(p) * d * 4 for p, d in sorted(self._dims.items()))
+
+    def check(self) -> None:
+        """Raise `IndexUnavailable` unless the Milvus server answers (for the health route)."""
+        self._call(lambda: self._client.get_server_version())
 
     def save(self, directory: Path) -> None:
         """Nothing to write: Milvus keeps the data, and the cursor is in the meta collection."""

@@ -7,8 +7,9 @@ payload), so ``FaceSearch.sync`` and a full rebuild read them like any others. F
 no thumbnail, no content hash, an empty quality record and a placeholder box.
 
 Ids are allocated inside the write transaction (max + 1 onwards) and inserted explicitly,
-which is safe on SQLite (``BEGIN IMMEDIATE`` holds the one write lock); other databases
-are refused because explicit ids would leave their sequences behind.
+which is safe because a write transaction holds the one write lock (SQLite's ``BEGIN
+IMMEDIATE``, PostgreSQL's advisory write lock); on PostgreSQL the id sequences are then moved
+past the ids written, in the same transaction, so later ordinary inserts never collide.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import JSON, Connection, Table, func, select
 
 from facesearch.errors import ValidationError
 from facesearch.storage._base import Ref
@@ -56,8 +57,8 @@ def bulk_fill(
     with its log entry and, on its first face, its person), so a reader never sees a face
     without its log entry. Returns the keys, person by person and face by face.
     """
-    if store.engine.dialect.name != "sqlite":
-        raise ValidationError("bulk_fill writes explicit ids and supports SQLite only", field="database")
+    if store.engine.dialect.name not in ("sqlite", "postgresql"):
+        raise ValidationError("bulk_fill supports SQLite and PostgreSQL", field="database")
     if batch_size < 1:
         raise ValidationError("batch_size must be positive", field="batch_size")
     vecs = np.ascontiguousarray(np.asarray(embeddings), dtype="<f4")
@@ -144,6 +145,13 @@ def bulk_fill(
                 ("seq", "face_id", "person_id"),
                 [(seq0 + i, fid, pid) for i, (fid, pid) in enumerate(pairs)],
             )
+            if conn.dialect.name == "postgresql":
+                for entity, column in ((DbPerson, "id"), (DbFace, "id"), (DbChange, "seq")):
+                    name = _table(entity).name
+                    conn.exec_driver_sql(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', '{column}'), "
+                        f"(SELECT max({column}) FROM {name}))"
+                    )
         created[new_persons] = True
         face_ids[start:stop] = ids
         first_seq = first_seq or seq0
@@ -168,9 +176,16 @@ def _insert_many(
     table = _table(entity)
     fixed = []
     for name, value in constants.items():
-        proc = table.c[name].type.bind_processor(conn.dialect)
+        column_type = table.c[name].type
+        if conn.dialect.name == "postgresql" and isinstance(column_type, JSON):
+            from psycopg.types.json import Json  # the driver adapts JSON itself
+
+            fixed.append(Json(value))
+            continue
+        proc = column_type.bind_processor(conn.dialect)
         fixed.append(proc(value) if proc is not None else value)
     names = list(columns) + list(constants)
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
     tail = tuple(fixed)
     conn.exec_driver_sql(sql, [row + tail for row in rows])
