@@ -150,9 +150,11 @@ def drop_pg_schema(url: str, name: str) -> None:
     admin.dispose()
 
 
-def fill_milvus(url: str, filled: dict[str, Any], vectors: np.ndarray) -> dict[str, float]:
-    """The gallery into Milvus as the follower would write it, then HNSW built on all of it."""
+def fill_milvus(url: str, database_url: str, filled: dict[str, Any], vectors: np.ndarray) -> dict[str, float]:
+    """The gallery into Milvus as the follower would write it (the cursor in the database), then
+    HNSW built on all of it."""
     from facesearch.index import open_index
+    from facesearch.storage import open_store
 
     index = open_index(url, None)
     part = int(filled["collection_pk"])
@@ -163,7 +165,9 @@ def fill_milvus(url: str, filled: dict[str, Any], vectors: np.ndarray) -> dict[s
         groups: dict[int, tuple[str, ...]] = {int(p): () for p in np.unique(pids)}
         index.add(part, filled["face_ids"][at : at + step], pids, vectors[at : at + step], groups=groups)  # type: ignore[call-arg]
         log(f"    milvus insert {min(len(vectors), at + step):,}/{len(vectors):,}")
-    index.applied_seq = int(filled["last_seq"])
+    store = open_store(database_url)
+    store.set_index_cursor(index.cursor_name, int(filled["last_seq"]), index.generation)  # type: ignore[attr-defined]
+    store.close()
     insert_s = time.perf_counter() - t0
     client = index._client  # type: ignore[attr-defined]
     name = index._name(vectors.shape[1])  # type: ignore[attr-defined]
@@ -273,7 +277,9 @@ def identify_load(
     return out
 
 
-def enrol_and_replicate(fleet: Fleet, key: str, photos: list[bytes], rounds: int) -> dict[str, Any]:
+def enrol_and_replicate(
+    fleet: Fleet, key: str, photos: list[bytes], probe: bytes, rounds: int
+) -> dict[str, Any]:
     """Enrolment throughput with two servers, and the delay until B sees what A wrote."""
     a, b = fleet.servers[0].url, fleet.servers[1].url
     ca = httpx.Client(base_url=a, headers={"X-API-Key": key}, timeout=120)
@@ -305,9 +311,10 @@ def enrol_and_replicate(fleet: Fleet, key: str, photos: list[bytes], rounds: int
         out["enrol_photos_per_s"] = len(photos) / wall
         # replication: a probe photo of someone new, enrolled on A, then asked of B until found
         seen, gone = [], []
-        probe = photos[-1]
         for r in range(rounds):
             pid = enrol(ca, f"r-{tag}-{r}", probe)
+            if pid is None:
+                raise RuntimeError("the replication probe was not enrolled")
             t1 = time.perf_counter()
             while True:
                 _, data = identify_once(cb, probe)
@@ -431,8 +438,13 @@ def main(argv: list[str] | None = None) -> int:
         people = [(n, pipeline.analyse_bytes(d).faces[0].embedding) for n, d in people_photos(faces)]
         probes = probe_photos(faces)
         lfw = sorted((faces / "lfw").rglob("*.jpg"))
-        step = max(1, len(lfw) // (args.enrol_photos + 1))
-        enrol_photos = [p.read_bytes() for p in lfw[::step][: args.enrol_photos]]
+        # The replication probe: an LFW person with one photo (so not in the gallery), kept out of
+        # the enrolment set (a photo enrolled twice is refused).
+        singles = [p for p in lfw if len(list(p.parent.glob("*.jpg"))) == 1]
+        replication_probe = singles[len(singles) // 2]
+        rest = [p for p in lfw if p != replication_probe]
+        step = max(1, len(rest) // (args.enrol_photos + 1))
+        enrol_photos = [p.read_bytes() for p in rest[::step][: args.enrol_photos]]
         res: dict[str, Any] = {
             "settings": {
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -462,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             hnsw_snapshot(pg_dir / "index", pg_filled, gallery.vectors)
             milvus_url = f"{backends.milvus_url}?prefix=scaleout{n}"
             drop_collections(milvus_url)
-            row.update(fill_milvus(milvus_url, pg_filled, gallery.vectors))
+            row.update(fill_milvus(milvus_url, pg_url, pg_filled, gallery.vectors))
             del gallery
             log(f"  filled: SQLite {row['sqlite_fill_s']:.0f} s, PostgreSQL {row['pg_fill_s']:.0f} s")
             plans: list[tuple[str, int, dict[str, str], Path | None, Path | None, str]] = [
@@ -492,7 +504,15 @@ def main(argv: list[str] | None = None) -> int:
                     if name.startswith("milvus"):
                         cfg["milvus_rss_mb"] = milvus_rss_mb()
                     if k == 2:
-                        cfg.update(enrol_and_replicate(fleet, key, enrol_photos, args.replication_rounds))
+                        cfg.update(
+                            enrol_and_replicate(
+                                fleet,
+                                key,
+                                enrol_photos,
+                                replication_probe.read_bytes(),
+                                args.replication_rounds,
+                            )
+                        )
                     log(
                         f"    p50 {cfg['c1_p50_ms']:.1f} ms, {cfg[f'c{args.clients}_rps']:.1f} req/s"
                         + (f", B saw A's write in {cfg['replication_seen_p50_ms']:.0f} ms" if k == 2 else "")

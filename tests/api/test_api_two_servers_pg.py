@@ -11,7 +11,7 @@ database's index lock) and each waits until it is visible (Milvus's time tick, ~
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -54,36 +54,64 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Se
                 server.stop()
 
 
+def _until(ask: Callable[[], list[str]], want: list[str], shared: bool) -> tuple[int, float]:
+    """Ask until the answer is ``want``: (asks, seconds). With an in-process index the first
+    answer must be it (each server replays the log before it searches); a shared index (Milvus)
+    shows another server's write within its time tick, so a few asks may come first."""
+    t0 = time.perf_counter()
+    asks = 0
+    while True:
+        asks += 1
+        got = ask()
+        if got == want:
+            return asks, time.perf_counter() - t0
+        assert shared, f"got {got}, expected {want} at once"
+        assert time.perf_counter() - t0 < 10, f"still {got} after 10 s"
+        time.sleep(0.02)
+
+
 def test_two_servers_one_truth(
-    servers: tuple[ServerProcess, ServerProcess], tmp_path: Path, faces_dir: Path
+    servers: tuple[ServerProcess, ServerProcess],
+    tmp_path: Path,
+    faces_dir: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     a, b = servers
+    shared = request.node.callspec.params["servers"] == "milvus"
     keys = [p for p in tmp_path.glob("*/data/admin-key.txt")]
     assert len(keys) == 1  # one first admin key for the shared database, whichever server made it
     key = keys[0].read_text().strip()
     probe = faces_dir / "probes" / "obama1.jpg"
+    photo = faces_dir / "people" / "obama" / "obama.jpg"
     with facesearch.Client(a.url, key) as on_a, facesearch.Client(b.url, key) as on_b:
+
+        def ids(client: facesearch.Client) -> list[str]:
+            return [m["person_id"] for m in client.identify("staff", probe)["matches"]]
+
         on_a.create_collection("staff")
         t0 = time.perf_counter()
-        person = on_a.create_person(
-            "staff", external_id="obama", images=[faces_dir / "people" / "obama" / "obama.jpg"]
-        )
-        found = on_b.identify("staff", probe)["matches"]
+        person = on_a.create_person("staff", external_id="obama", images=[photo])
+        _until(lambda: ids(on_b), [person["id"]], shared)  # found through the other server
         seen_ms = (time.perf_counter() - t0) * 1000
-        assert [m["person_id"] for m in found] == [person["id"]]  # read on the other server at once
-        assert on_a.identify("staff", probe)["matches"]  # read-your-writes on the writer
+        assert ids(on_a) == [person["id"]]  # read-your-writes on the writer, at once
         on_b.delete_person("staff", person["id"])
-        assert on_a.identify("staff", probe)["matches"] == []  # the delete is honoured by both
-        assert on_b.identify("staff", probe)["matches"] == []
+        assert ids(on_b) == []  # the delete is honoured at once where it was made
+        _until(lambda: ids(on_a), [], shared)  # and by the other server
         # Once the index exists (the first enrolment above created it): the steady-state delay.
-        t1 = time.perf_counter()
-        again = on_a.create_person(
-            "staff", external_id="obama-2", images=[faces_dir / "people" / "obama" / "obama.jpg"]
-        )
-        enrol_ms = (time.perf_counter() - t1) * 1000
-        assert [m["person_id"] for m in on_b.identify("staff", probe)["matches"]] == [again["id"]]
-        steady_ms = (time.perf_counter() - t1) * 1000
+        delays = []
+        for i in range(5):
+            t1 = time.perf_counter()
+            again = on_a.create_person("staff", external_id=f"obama-{i}", images=[photo])
+            acked = time.perf_counter()
+            asks, _ = _until(lambda: ids(on_b), [again["id"]], shared)
+            delays.append(((acked - t1) * 1000, (time.perf_counter() - acked) * 1000, asks))
+            on_a.delete_person("staff", again["id"])
+            _until(lambda: ids(on_b), [], shared)
+    enrol_ms = sorted(d[0] for d in delays)[2]
+    seen = sorted(d[1] for d in delays)
     print(
-        f"enrolled on A, found on B: {seen_ms:.0f} ms from the first enrolment call to B's answer "
-        f"(index created on the way), then {steady_ms:.0f} ms ({enrol_ms:.0f} ms of it the enrolment)"
+        f"{'Milvus' if shared else 'in-process index'}: enrolled on A, found on B {seen_ms:.0f} ms after the "
+        f"first enrolment call (index created on the way); then enrolment {enrol_ms:.0f} ms (median of 5), "
+        f"found on B {seen[2]:.0f} ms after A acknowledged (median; max {seen[-1]:.0f} ms, "
+        f"asks {[d[2] for d in delays]})"
     )

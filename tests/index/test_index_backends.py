@@ -276,7 +276,8 @@ def test_save_load_round_trip(kind: str, make: MakeIndex, tmp_path: Path) -> Non
     index.save(tmp_path / "snap")
     loaded = make() if kind == "milvus" else open_index(URLS[kind], tmp_path / "snap")
     assert type(loaded) is type(index)
-    assert loaded.applied_seq == 1234
+    if kind != "milvus":  # Milvus's cursor is kept in the database, by the follower
+        assert loaded.applied_seq == 1234
     assert loaded.count(0) == 78 and loaded.partitions() == [0, 4]
     assert loaded.search_batch([0, 4], qs, 5) == before
     assert loaded.search_batch([0], qs, 5, groups=["vip"]) == before_vip
@@ -286,7 +287,7 @@ def test_save_load_round_trip(kind: str, make: MakeIndex, tmp_path: Path) -> Non
     loaded.applied_seq = 1300
     loaded.save(tmp_path / "snap")
     again = make() if kind == "milvus" else open_index(URLS[kind], tmp_path / "snap")
-    assert again.applied_seq == 1300 and again.count(0) == 78
+    assert again.count(0) == 78 and (kind == "milvus" or again.applied_seq == 1300)
     assert again.search([0], x[3], 1)[0].face_id == 3
     if kind != "milvus":
         assert len([p for p in (tmp_path / "snap").iterdir() if p.name.startswith("gen-")]) == 1

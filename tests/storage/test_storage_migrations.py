@@ -15,7 +15,16 @@ from facesearch.storage import Store, create_engine_for, migrate
 from facesearch.storage.db import alembic_config, current_revision
 from facesearch.storage.tables import Base
 
-TABLES = {"collections", "persons", "groups", "memberships", "faces", "change_log", "api_keys"}
+TABLES = {
+    "collections",
+    "persons",
+    "groups",
+    "memberships",
+    "faces",
+    "change_log",
+    "api_keys",
+    "index_cursors",
+}
 
 
 def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
@@ -24,7 +33,7 @@ def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     migrate(engine)
     assert path.exists()
     assert TABLES <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     engine.dispose()
 
 

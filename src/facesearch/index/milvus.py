@@ -11,16 +11,19 @@ collection when tried here):
   facesearch collection (the index's ``partition``); a row per face: ``pk`` (partition << 40 |
   face_id), ``partition``, ``face_id``, ``person_id``, ``groups`` (the person's groups, an ARRAY
   of VARCHAR filtered with ``array_contains_any``) and ``vector`` (HNSW, L2);
-- ``{prefix}_meta``: the shared change-log cursor (``applied_seq``) and each partition's
-  dimension (Milvus requires a vector field in every collection: a 2-d zero vector).
+- ``{prefix}_meta``: the index's ``generation`` (a random name given when the meta collection is
+  created) and each partition's dimension (Milvus requires a vector field in every collection:
+  a 2-d zero vector).
 
 Several API processes share one Milvus: each brings the index up to date before it searches, but
 only one at a time applies the change log (under the database's index lock, see
-``IndexFollower``), in log order, moving the cursor in Milvus after each batch; the index stays
-derived: drop the collections and it is rebuilt from SQL. Milvus makes a write visible to
-searches at its next time tick (~0.2 s): after applying or seeing new changes the follower calls
-`barrier` (one ``Strong`` query per collection) so the next search sees them (read-your-writes);
-searches themselves run at ``Bounded`` consistency and never wait.
+``IndexFollower``), in log order. How far it got (``applied_seq``) is kept in the database, with
+the generation it applies to, so every process reads it at once and an index that was dropped
+(a new generation) is rebuilt from SQL. Milvus makes a write visible at its next time tick
+(~0.2 s): the writer then waits for it (`barrier`, one ``Strong`` query per collection) so its own
+next search sees the write (read-your-writes); other processes see it within that tick; the
+reads an apply depends on (a person's rows, to rewrite their groups) are ``Strong``; searches run
+at ``Bounded`` consistency and never wait.
 
 Milvus returns squared L2 distances for the faces it found; person-level dedupe (Milvus 2.3 has
 no group-by), the groups filter, person templates and ``max_distance`` are applied here, as in
@@ -33,7 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +67,9 @@ _FACE_BITS = 40  # pk = partition << 40 | face_id
 _MAX_FACE_ID = (1 << _FACE_BITS) - 1
 _MAX_PARTITION = (1 << (63 - _FACE_BITS)) - 1
 _MAX_TOPK = 16_384  # Milvus's limit on one search's results
+#: How long a partition's face count is reused (it sizes the gallery-aware threshold; another
+#: process's writes show in it after at most this long).
+COUNT_TTL_S = 1.0
 _BATCH = 4_000  # rows per insert call (704-d: 11 MB, well under gRPC's 64 MB)
 _QUERY_BATCH = 16_000  # rows per query page
 _MAX_GROUPS = 128  # ARRAY capacity: a person is in at most GROUPS_MAX (100) groups
@@ -121,12 +129,16 @@ class MilvusIndex:
         self._meta = f"{prefix}_meta"
         self._dims: dict[int, int] = {}  # partition -> dimension (mirror of the meta rows)
         self._ready: set[str] = set()  # Milvus collections known to exist and be loaded
-        self._counts: dict[int, int] = {}  # partition -> faces, dropped when anything changes
+        # partition -> (faces, when counted): dropped on a write here, kept COUNT_TTL_S otherwise
+        self._counts: dict[int, tuple[int, float]] = {}
+        self._refreshed = 0.0
         self._groups: dict[tuple[int, int], frozenset[str]] = {}  # (partition, person) -> groups
         self._touched: set[str] = set()  # collections written since the last barrier
-        self._seq = 0
+        #: How far the change log is applied; kept in the database by the follower (cursor_name).
+        self.applied_seq = 0
+        self.cursor_name = f"milvus:{prefix}"
+        self.generation = ""
         self._ensure_meta()
-        self.barrier()
         self.refresh()
 
     # ---- plumbing ------------------------------------------------------------------------------
@@ -156,14 +168,31 @@ class MilvusIndex:
         if self._call(lambda: c.has_collection(self._meta)):
             self._call(lambda: c.load_collection(self._meta))
             return
+        log.info("creating the Milvus collections %s_*", self.prefix)
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
         schema.add_field("value", DataType.VARCHAR, max_length=1024)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)
         index = c.prepare_index_params()
         index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
-        self._call(lambda: c.create_collection(self._meta, schema=schema, index_params=index))
+        if not self._create(
+            self._meta, lambda: c.create_collection(self._meta, schema=schema, index_params=index)
+        ):
+            self._call(lambda: c.load_collection(self._meta))
+            return  # another process created it at the same moment (and its generation)
         self._call(lambda: c.load_collection(self._meta))
+        self._set_meta("generation", {"name": secrets.token_hex(16)})
+        self.barrier()
+
+    def _create(self, name: str, create: Callable[[], Any]) -> bool:
+        """Create a collection; False when another process created it first (then it exists)."""
+        try:
+            self._call(create)
+        except IndexUnavailable:
+            if self._call(lambda: self._client.has_collection(name)):
+                return False
+            raise
+        return True
 
     def _ensure_faces(self, dim: int) -> str:
         from pymilvus import DataType
@@ -193,10 +222,11 @@ class MilvusIndex:
                 metric_type="L2",
                 params={"M": self.m, "efConstruction": self.ef_construction},
             )
-            self._call(
+            self._create(
+                name,
                 lambda: c.create_collection(
                     name, schema=schema, index_params=index, num_shards=self.shards, num_partitions=16
-                )
+                ),
             )
         self._call(lambda: c.load_collection(name))
         self._ready.add(name)
@@ -215,11 +245,21 @@ class MilvusIndex:
             self.barrier()
 
     def _query(
-        self, collection: str, expr: str, fields: list[str], strong: bool = False
+        self, collection: str, expr: str, fields: list[str], strong: bool = False, by_key: bool = False
     ) -> list[dict[str, Any]]:
-        """Every row matching ``expr``, paged by primary key (Milvus returns rows in key order)."""
+        """Every row matching ``expr``, paged by primary key (Milvus returns rows in key order).
+
+        Vectors are fetched by primary key in a second query: Milvus 2.3 takes ~45 ms to return
+        them from a filter on other fields, ~2 ms from a key filter (measured)."""
         if collection != self._meta:
             self._settle()
+        if "vector" in fields and collection != self._meta and not by_key:
+            keys = [int(r["pk"]) for r in self._query(collection, expr, [], strong)]
+            found: list[dict[str, Any]] = []
+            for at in range(0, len(keys), _QUERY_BATCH):
+                chunk = keys[at : at + _QUERY_BATCH]
+                found += self._query(collection, f"pk in {_ints(chunk)}", fields, strong, by_key=True)
+            return found
         c = self._client
         level = "Strong" if strong else "Bounded"
         out: list[dict[str, Any]] = []
@@ -241,35 +281,27 @@ class MilvusIndex:
                 return out
             last = max(r[pk] for r in rows)
 
-    # ---- the shared cursor and visibility ------------------------------------------------------
-    @property
-    def applied_seq(self) -> int:
-        return self._seq
-
-    @applied_seq.setter
-    def applied_seq(self, seq: int) -> None:
-        with self._lock:
-            if int(seq) != self._seq:
-                self._set_meta("applied_seq", {"seq": int(seq)})
-            self._seq = int(seq)
-
+    # ---- generation, partitions and visibility ---------------------------------------------------
     def refresh(self) -> bool:
-        """Re-read the cursor and the partitions from Milvus; True when another process moved them.
-
-        Call `barrier` first for the latest values (the follower does, under the index lock)."""
+        """Re-read the generation and the partitions from Milvus; True when they changed."""
         with self._lock:
-            rows = self._query(self._meta, 'key >= ""', ["value"])
+            rows = self._query(self._meta, 'key >= ""', ["value"], strong=not self.generation)
             values = {r["key"]: json.loads(r["value"]) for r in rows}
-            seq = int(values.get("applied_seq", {}).get("seq", 0))
+            generation = str(values.get("generation", {}).get("name", ""))
+            if not generation:  # a meta collection without one (an interrupted creation)
+                generation = secrets.token_hex(16)
+                self._set_meta("generation", {"name": generation})
+                self.barrier()
             dims = {
                 int(k.split(":", 1)[1]): int(v["dim"])
                 for k, v in values.items()
                 if k.startswith("partition:")
             }
-            moved = seq != self._seq or dims != self._dims
-            self._seq, self._dims = seq, dims
+            moved = generation != self.generation or dims != self._dims
+            self.generation, self._dims = generation, dims
+            self._refreshed = time.monotonic()
+            self._counts.clear()  # the log moved: other processes wrote
             if moved:
-                self._counts.clear()
                 self._groups.clear()
                 self._ready &= {self._name(d) for d in dims.values()}
             return moved
@@ -367,7 +399,7 @@ class MilvusIndex:
         unknown = [p for p in persons if p not in out]
         if unknown:
             expr = f"partition == {part} and person_id in {_ints(unknown)}"
-            rows = self._query(name, expr, ["person_id", "groups"])
+            rows = self._query(name, expr, ["person_id", "groups"], strong=True)
             for r in rows:
                 out.setdefault(int(r["person_id"]), as_groups(r["groups"]))
         for p in unknown:
@@ -421,6 +453,7 @@ class MilvusIndex:
                 name,
                 f"partition == {part} and person_id == {person}",
                 ["partition", "face_id", "person_id", "groups", "vector"],
+                strong=True,  # rows another process wrote a moment ago are rewritten too
             )
             stale = [r for r in rows if as_groups(r["groups"]) != names]
             if not stale:
@@ -453,8 +486,9 @@ class MilvusIndex:
             if partition is None:
                 return sum(self.count(p) for p in sorted(self._dims))
             part = int(partition)
-            if part in self._counts:
-                return self._counts[part]
+            cached = self._counts.get(part)
+            if cached is not None and time.monotonic() - cached[1] < COUNT_TTL_S:
+                return cached[0]
             dim = self._dims.get(part)
             if dim is None:
                 return 0
@@ -469,7 +503,7 @@ class MilvusIndex:
                 )
             )
             n = int(rows[0]["count(*)"]) if rows else 0
-            self._counts[part] = n
+            self._counts[part] = (n, time.monotonic())
             return n
 
     def partitions(self) -> list[int]:
@@ -544,71 +578,76 @@ class MilvusIndex:
             return [[] for _ in range(nq)]
         with self._lock:
             self._settle()
-            parts = [p for p in dict.fromkeys(int(p) for p in partitions) if p in self._dims]
+            asked = list(dict.fromkeys(int(p) for p in partitions))
+            if any(p not in self._dims for p in asked) and time.monotonic() - self._refreshed > 0.2:
+                self.refresh()  # a partition another process created a moment ago
+            parts = [p for p in asked if p in self._dims]
             for p in parts:
                 self._partition_dim(p, dim)
-            parts = [p for p in parts if self.count(p) > 0]
             if not parts:
                 return [[] for _ in range(nq)]
             name = self._ensure_faces(dim)
-            limit = sum(self.count(p) for p in parts)
         expr = f"partition in {_ints(parts)}"
         if groups is not None:
             expr += f" and array_contains_any(groups, {_expr_strings(sorted(set(groups)))})"
         templates = templates and unique_persons
         want = max(k, TEMPLATE_CANDIDATES) if templates else k
-        kk = min(limit, _MAX_TOPK, want * _UNIQUE_START if unique_persons else want)
-        fetch_vectors = exact or templates
-        found = self._ann(name, qs, expr, kk, exact, fetch_vectors)
+        kk = min(_MAX_TOPK, want * _UNIQUE_START if unique_persons else want)
+        found = self._ann(name, qs, expr, kk, exact)
         out: list[list[Hit]] = []
         bound = None if max_distance is None else (max_distance * 1.001) ** 2 + 1e-6
         for qi, rows in enumerate(found):
             n = kk
-            while unique_persons and len(rows) == n and n < min(limit, _MAX_TOPK):
+            while unique_persons and len(rows) == n and n < _MAX_TOPK:
                 if len({r["person_id"] for r in rows}) >= want:
                     break
                 if bound is not None and rows and rows[-1]["sq"] > bound:
                     break
-                n = min(limit, _MAX_TOPK, n * _UNIQUE_GROWTH)
-                rows = self._ann(name, qs[qi : qi + 1], expr, n, exact, fetch_vectors)[0]
+                n = min(_MAX_TOPK, n * _UNIQUE_GROWTH)
+                rows = self._ann(name, qs[qi : qi + 1], expr, n, exact)[0]
             out.append(self._finish(name, qs[qi], rows, k, unique_persons, max_distance, templates))
         return out
 
     def _ann(
-        self, name: str, qs: FloatArray, expr: str, limit: int, exact: bool, vectors: bool
+        self, name: str, qs: FloatArray, expr: str, limit: int, exact: bool
     ) -> list[list[dict[str, Any]]]:
-        """Nearest rows per query: dicts with partition, face_id, person_id, sq (and vector)."""
+        """Nearest rows per query: dicts with partition, face_id, person_id and sq (squared
+        distance; with ``exact`` recomputed from the stored vectors, fetched by key)."""
         ef = max(self.exact_ef if exact else self.ef, limit)
-        fields = ["partition", "face_id", "person_id", *(["vector"] if vectors else [])]
         res = self._call(
             lambda: self._client.search(
                 name,
                 data=qs.tolist(),
                 filter=expr,
                 limit=limit,
-                output_fields=fields,
+                output_fields=["partition", "face_id", "person_id"],
                 search_params={"metric_type": "L2", "params": {"ef": ef}},
                 anns_field="vector",
                 consistency_level="Bounded",
             )
         )
         out: list[list[dict[str, Any]]] = []
-        for hits in res:
-            rows = []
-            for h in hits:
-                e = h["entity"]
-                row = {
-                    "partition": int(e["partition"]),
-                    "face_id": int(e["face_id"]),
-                    "person_id": int(e["person_id"]),
+        for qi, hits in enumerate(res):
+            rows: list[dict[str, Any]] = [
+                {
+                    "pk": int(h["id"]),
+                    "partition": int(h["entity"]["partition"]),
+                    "face_id": int(h["entity"]["face_id"]),
+                    "person_id": int(h["entity"]["person_id"]),
                     "sq": float(h["distance"]),
                 }
-                if vectors:
-                    row["vector"] = e["vector"]
-                rows.append(row)
+                for h in hits
+            ]
             if exact and rows:
-                vecs = np.asarray([r["vector"] for r in rows], dtype=np.float64)
-                q = qs[len(out)].astype(np.float64)
+                stored = {
+                    int(r["pk"]): r["vector"]
+                    for r in self._query(
+                        name, f"pk in {_ints(r['pk'] for r in rows)}", ["vector"], by_key=True
+                    )
+                }
+                rows = [r for r in rows if int(r["pk"]) in stored]
+                vecs = np.asarray([stored[int(r["pk"])] for r in rows], dtype=np.float64)
+                q = qs[qi].astype(np.float64)
                 for r, d in zip(rows, ((vecs - q) ** 2).sum(axis=1).tolist(), strict=True):
                     r["sq"] = d
                 rows.sort(key=lambda r: (r["sq"], r["partition"], r["face_id"]))

@@ -83,18 +83,28 @@ class IndexFollower:
             applied += len(changes)
 
     def _sync_shared(self) -> int:
+        """A shared index (Milvus): its cursor is in the database, beside the log, so it is read at
+        once; one process applies at a time (the database's index lock), then waits, outside the
+        lock, until what it wrote is visible to its own searches."""
         index = self.index
         if not self.store.changes_since(index.applied_seq, limit=1):
             return 0
+        name = index.cursor_name  # type: ignore[attr-defined]
         with self.store.index_lock():
-            index.barrier()  # type: ignore[attr-defined]  # what the last applier wrote is visible
-            index.refresh()  # type: ignore[attr-defined]  # its cursor, then the entries after it
-            if index.applied_seq > self.store.last_seq():
-                log.warning("the shared index is ahead of the database: rebuilding it from SQL")
+            index.refresh()  # type: ignore[attr-defined]  # partitions another process added
+            generation = index.generation  # type: ignore[attr-defined]
+            cursor = self.store.index_cursor(name)
+            if cursor is None or cursor[1] != generation:
+                if cursor is not None:
+                    log.warning("the shared index %s is new or was emptied: rebuilding it from SQL", name)
                 self._reset()
+            else:
+                index.applied_seq = cursor[0]
             applied = self._replay()
-            if applied:
-                index.barrier()  # type: ignore[attr-defined]  # read-your-writes
+            if applied or cursor is None or cursor[1] != generation:
+                self.store.set_index_cursor(name, index.applied_seq, generation)
+        if applied:
+            index.barrier()  # type: ignore[attr-defined]  # read-your-writes
         return applied
 
     def _apply(self, changes: Sequence[Change]) -> None:

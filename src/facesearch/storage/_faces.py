@@ -29,6 +29,7 @@ from facesearch.storage.tables import (
     DbCollection,
     DbFace,
     DbGroup,
+    DbIndexCursor,
     DbMembership,
     DbPerson,
     new_uid,
@@ -287,6 +288,21 @@ class FacesMixin(StoreBase):
         """The newest log seq (0 for an empty log)."""
         with self._read() as s:
             return int(s.scalar(select(func.max(DbChange.seq))) or 0)
+
+    def index_cursor(self, name: str) -> tuple[int, str] | None:
+        """(seq, generation) a shared index named ``name`` has applied, or None (never)."""
+        with self._read() as s:
+            row = s.get(DbIndexCursor, name)
+            return (int(row.seq), row.generation) if row is not None else None
+
+    def set_index_cursor(self, name: str, seq: int, generation: str) -> None:
+        """Record how far the shared index ``name`` (data ``generation``) applied the log."""
+        with self._write() as s:
+            row = s.get(DbIndexCursor, name)
+            if row is None:
+                s.add(DbIndexCursor(name=name, seq=int(seq), generation=generation))
+            else:
+                row.seq, row.generation = int(seq), generation
 
     def all_faces_for_index(
         self, batch_size: int = 10000, collection_id: Ref | None = None

@@ -179,6 +179,18 @@ class DbChange(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class DbIndexCursor(Base):
+    """How far a shared vector index (Milvus) has applied the change log, kept here, beside the
+    log, so every API process reads it at once; ``generation`` names the index's data (a
+    rebuilt or emptied index has a new one, and is replayed from the start)."""
+
+    __tablename__ = "index_cursors"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[str] = mapped_column(String(64))
+
+
 class DbApiKey(Base):
     """An API key: only the sha256 of the key is stored, plus its first 8 chars for display."""
 
