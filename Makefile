@@ -35,8 +35,9 @@ browser:
 # Milvus (scripts/milvus.sh: milvus==2.3.5 in .venv-milvus, in a network namespace of its own,
 # reached on 127.0.0.1) run during the tests, so the store, service, recovery and HTTP tests run
 # on them as well as on SQLite and the in-process index; both are stopped afterwards, whatever
-# the tests' outcome.
+# the tests' outcome. Debian's nginx-light (never started) checks docs/nginx-facesearch.conf.
 test: install models browser
+	sh scripts/install-nginx.sh
 	sh scripts/pg.sh start
 	sh scripts/milvus.sh start || true
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; sh scripts/milvus.sh stop; sh scripts/pg.sh stop; exit $$status

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from facesearch.errors import IndexUnavailable
 from fakes import person_photo
-from milvusutil import Forwarder, emptied_after
+from milvusutil import emptied_after
+from relay import Forwarder
 
 pytestmark = [pytest.mark.milvus, pytest.mark.integration]
 

@@ -155,6 +155,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FaceSearchError, _handle_facesearch_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    for down in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(down, _handle_database_down)
     app.add_exception_handler(Exception, _handle_unexpected)
     app.add_middleware(RequestIdMiddleware)
 
@@ -213,28 +218,23 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     return error_response(code, message, details, status=status, headers=headers)
 
 
-def _database_down(exc: BaseException) -> bool:
-    """A lost or refused database connection, or a pool or statement timeout (not a bug)."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
+async def _handle_database_down(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or refused database connection, or a pool or statement timeout: not a bug, 503."""
+    logger.warning(
+        "DATABASE_UNAVAILABLE on %s %s (request_id=%s): %s",
+        request.method,
+        request.url.path,
+        request_id_for(request.scope),
+        type(getattr(exc, "orig", None) or exc).__name__,
+    )
+    return error_response(
+        "DATABASE_UNAVAILABLE",
+        "the database cannot be reached or timed out; this request was not acknowledged, try again",
+    )
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = request_id_for(request.scope)
-    if _database_down(exc):
-        logger.warning(
-            "DATABASE_UNAVAILABLE on %s %s (request_id=%s): %s",
-            request.method,
-            request.url.path,
-            rid,
-            type(exc.orig if hasattr(exc, "orig") else exc).__name__,
-        )
-        return error_response(
-            "DATABASE_UNAVAILABLE",
-            "the database cannot be reached or timed out; this request was not acknowledged, try again",
-        )
     # Method and path only: never headers (keys) nor bodies (images) in the log.
     logger.error(
         "unhandled %s on %s %s (request_id=%s)",

@@ -137,6 +137,10 @@ class MilvusIndex:
         #: How far the change log is applied; kept in the database by the follower (cursor_name).
         self.applied_seq = 0
         self.cursor_name = f"milvus:{prefix}"
+        #: Set by the follower before it applies: another process applied since this one last did
+        #: (or this one never did), so the reads an apply depends on must be Strong. When this
+        #: process was the last applier, its own writes are visible to it already (it waited).
+        self.others_applied = True
         self.generation = ""
         self._ensure_meta()
         self.refresh()
@@ -222,6 +226,9 @@ class MilvusIndex:
                 metric_type="L2",
                 params={"M": self.m, "efConstruction": self.ef_construction},
             )
+            # A sorted index on person_id: the template and group look-ups filter on it
+            # (person_id in [...] over 100k faces: 26 ms without it).
+            index.add_index(field_name="person_id", index_type="STL_SORT")
             self._create(
                 name,
                 lambda: c.create_collection(
@@ -399,7 +406,7 @@ class MilvusIndex:
         unknown = [p for p in persons if p not in out]
         if unknown:
             expr = f"partition == {part} and person_id in {_ints(unknown)}"
-            rows = self._query(name, expr, ["person_id", "groups"], strong=True)
+            rows = self._query(name, expr, ["person_id", "groups"], strong=self.others_applied)
             for r in rows:
                 out.setdefault(int(r["person_id"]), as_groups(r["groups"]))
         for p in unknown:
@@ -453,7 +460,7 @@ class MilvusIndex:
                 name,
                 f"partition == {part} and person_id == {person}",
                 ["partition", "face_id", "person_id", "groups", "vector"],
-                strong=True,  # rows another process wrote a moment ago are rewritten too
+                strong=self.others_applied,  # rows another process wrote a moment ago too
             )
             stale = [r for r in rows if as_groups(r["groups"]) != names]
             if not stale:

@@ -40,6 +40,8 @@ class IndexFollower:
         self.snapshot_dir = snapshot_dir
         self._lock = threading.Lock()
         self._last_snapshot_seq = index.applied_seq
+        #: A shared index: the cursor was last written by this process (which waits for its writes).
+        self._cursor_mine = False
         if index.applied_seq > store.last_seq():
             log.warning("index snapshot is ahead of the database: rebuilding the index from SQL")
             self._reset()
@@ -98,11 +100,17 @@ class IndexFollower:
                 if cursor is not None:
                     log.warning("the shared index %s is new or was emptied: rebuilding it from SQL", name)
                 self._reset()
+                index.others_applied = True  # type: ignore[attr-defined]
             else:
+                # Another process moved the cursor since this one last wrote it (and waited for
+                # its writes): those writes may not be visible here yet.
+                mine = self._cursor_mine and cursor[0] == index.applied_seq
+                index.others_applied = not mine  # type: ignore[attr-defined]
                 index.applied_seq = cursor[0]
             applied = self._replay()
             if applied or cursor is None or cursor[1] != generation:
                 self.store.set_index_cursor(name, index.applied_seq, generation)
+            self._cursor_mine = applied > 0
         if applied:
             index.barrier()  # type: ignore[attr-defined]  # read-your-writes
         return applied
