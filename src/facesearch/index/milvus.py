@@ -307,9 +307,10 @@ class MilvusIndex:
             moved = generation != self.generation or dims != self._dims
             self.generation, self._dims = generation, dims
             self._refreshed = time.monotonic()
-            self._counts.clear()  # the log moved: other processes wrote
+            # The log moved: other processes may have written faces and groups since.
+            self._counts.clear()
+            self._groups.clear()
             if moved:
-                self._groups.clear()
                 self._ready &= {self._name(d) for d in dims.values()}
             return moved
 
