@@ -113,7 +113,12 @@ def serve(
                 f"pack, which tells strangers apart less well; `{INSTALL_COMMAND}` installs them",
                 err=True,
             )
-        typer.echo(f"facesearch serving {settings.data_dir.resolve()} at {url} (API docs: {url}/docs)")
+        where_from = (
+            f"database {service.store.engine.dialect.name}, index {getattr(service.index, 'backend', '?')}"
+        )
+        typer.echo(
+            f"facesearch serving {settings.data_dir.resolve()} at {url} ({where_from}; API docs: {url}/docs)"
+        )
         uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
     finally:
         service.close()
