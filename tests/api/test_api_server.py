@@ -56,7 +56,7 @@ def test_serve_writes_the_first_admin_key_to_a_private_file_and_never_logs_it(
     assert key.startswith("fs_") and (key_file.stat().st_mode & 0o777) == 0o600
     assert out.count(f"admin API key written to {key_file.resolve()}") == 1
     assert key not in out and KEY_LINE not in out  # stdout is not a terminal here: it may be a log
-    assert f"{server.url} (API docs: {server.url}/docs)" in out
+    assert f"{server.url} (database sqlite, index hnsw; API docs: {server.url}/docs)" in out
     with facesearch.Client(server.url, key) as fs:
         # The default pack is the most accurate installed one: onnx once its models are installed.
         assert fs.health()["model_pack"] == best_installed_pack(PackConfig.from_environment())
