@@ -26,8 +26,10 @@ from facesearch.index.base import (
     Hit,
     IdArray,
     IdsLike,
+    SearchOne,
     as_groups,
     as_ids,
+    as_queries,
     as_vectors,
     merge_hits,
 )
@@ -105,7 +107,7 @@ class RWLock:
                     self._cond.notify_all()
 
 
-class PartitionedIndex:
+class PartitionedIndex(SearchOne):
     """In-memory partitions of exact data; subclasses add a fast candidate source per partition."""
 
     backend = "exact"
@@ -214,32 +216,6 @@ class PartitionedIndex:
         with self._lock.read():
             return sum(s.memory_bytes() for s in self._parts.values()) + self._extra_memory()
 
-    def search(
-        self,
-        partitions: Sequence[int],
-        query: np.ndarray,
-        k: int,
-        *,
-        groups: Collection[str] | None = None,
-        unique_persons: bool = False,
-        max_distance: float | None = None,
-        exact: bool = False,
-        templates: bool = False,
-    ) -> list[Hit]:
-        q = np.asarray(query)
-        if q.ndim != 1 and not (q.ndim == 2 and q.shape[0] == 1):
-            raise ValueError(f"query must be one vector, got shape {q.shape}")
-        return self.search_batch(
-            partitions,
-            q.reshape(1, -1),
-            k,
-            groups=groups,
-            unique_persons=unique_persons,
-            max_distance=max_distance,
-            exact=exact,
-            templates=templates,
-        )[0]
-
     def search_batch(
         self,
         partitions: Sequence[int],
@@ -252,13 +228,9 @@ class PartitionedIndex:
         exact: bool = False,
         templates: bool = False,
     ) -> list[list[Hit]]:
-        if np.ndim(queries) != 2:
-            raise ValueError(f"queries must be 2-D, got shape {np.shape(queries)}")
-        if np.shape(queries)[0] == 0:
+        qs = as_queries(queries, groups)
+        if qs is None:
             return []
-        qs = as_vectors(queries)
-        if isinstance(groups, str):
-            raise TypeError("groups must be a collection of names, not a str")
         nq = qs.shape[0]
         per_query: list[list[list[Hit]]] = [[] for _ in range(nq)]
         if k <= 0:

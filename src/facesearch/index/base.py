@@ -109,6 +109,61 @@ class VectorIndex(Protocol):
         ...
 
 
+class SearchOne:
+    """`VectorIndex.search` for a backend's `search_batch`: one query, checked, as a batch of one."""
+
+    def search_batch(
+        self,
+        partitions: Sequence[int],
+        queries: np.ndarray,
+        k: int,
+        *,
+        groups: Collection[str] | None = None,
+        unique_persons: bool = False,
+        max_distance: float | None = None,
+        exact: bool = False,
+        templates: bool = False,
+    ) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def search(
+        self,
+        partitions: Sequence[int],
+        query: np.ndarray,
+        k: int,
+        *,
+        groups: Collection[str] | None = None,
+        unique_persons: bool = False,
+        max_distance: float | None = None,
+        exact: bool = False,
+        templates: bool = False,
+    ) -> list[Hit]:
+        q = np.asarray(query)
+        if q.ndim != 1 and not (q.ndim == 2 and q.shape[0] == 1):
+            raise ValueError(f"query must be one vector, got shape {q.shape}")
+        return self.search_batch(
+            partitions,
+            q.reshape(1, -1),
+            k,
+            groups=groups,
+            unique_persons=unique_persons,
+            max_distance=max_distance,
+            exact=exact,
+            templates=templates,
+        )[0]
+
+
+def as_queries(queries: np.ndarray, groups: Collection[str] | None) -> FloatArray | None:
+    """Check a `search_batch` call's query matrix and groups; None for no queries at all."""
+    if np.ndim(queries) != 2:
+        raise ValueError(f"queries must be 2-D, got shape {np.shape(queries)}")
+    if np.shape(queries)[0] == 0:
+        return None
+    if isinstance(groups, str):
+        raise TypeError("groups must be a collection of names, not a str")
+    return as_vectors(queries)
+
+
 def as_ids(values: IdsLike, name: str) -> IdArray:
     """Validate a 1-D sequence of non-negative integer ids and return it as int64."""
     arr = np.asarray(values)

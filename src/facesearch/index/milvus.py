@@ -53,8 +53,10 @@ from facesearch.index.base import (
     FloatArray,
     Hit,
     IdsLike,
+    SearchOne,
     as_groups,
     as_ids,
+    as_queries,
     as_vectors,
     merge_hits,
 )
@@ -91,7 +93,7 @@ def _ints(values: Iterable[int]) -> str:
     return "[" + ", ".join(str(int(v)) for v in values) + "]"
 
 
-class MilvusIndex:
+class MilvusIndex(SearchOne):
     """A `VectorIndex` kept in a Milvus server or cluster (see the module docstring)."""
 
     backend = "milvus"
@@ -536,32 +538,6 @@ class MilvusIndex:
         except Exception:  # closing a connection to a server that is gone
             log.debug("closing the Milvus client failed", exc_info=True)
 
-    def search(
-        self,
-        partitions: Sequence[int],
-        query: np.ndarray,
-        k: int,
-        *,
-        groups: Collection[str] | None = None,
-        unique_persons: bool = False,
-        max_distance: float | None = None,
-        exact: bool = False,
-        templates: bool = False,
-    ) -> list[Hit]:
-        q = np.asarray(query)
-        if q.ndim != 1 and not (q.ndim == 2 and q.shape[0] == 1):
-            raise ValueError(f"query must be one vector, got shape {q.shape}")
-        return self.search_batch(
-            partitions,
-            q.reshape(1, -1),
-            k,
-            groups=groups,
-            unique_persons=unique_persons,
-            max_distance=max_distance,
-            exact=exact,
-            templates=templates,
-        )[0]
-
     def search_batch(
         self,
         partitions: Sequence[int],
@@ -574,13 +550,9 @@ class MilvusIndex:
         exact: bool = False,
         templates: bool = False,
     ) -> list[list[Hit]]:
-        if np.ndim(queries) != 2:
-            raise ValueError(f"queries must be 2-D, got shape {np.shape(queries)}")
-        if np.shape(queries)[0] == 0:
+        qs = as_queries(queries, groups)
+        if qs is None:
             return []
-        qs = as_vectors(queries)
-        if isinstance(groups, str):
-            raise TypeError("groups must be a collection of names, not a str")
         nq, dim = qs.shape
         if k <= 0 or (groups is not None and not groups):
             return [[] for _ in range(nq)]
