@@ -165,6 +165,8 @@ COLLECTION_SETTINGS: dict[str, Any] = {
     "auto_enroll_threshold": 0.9,
     "max_faces_per_person": 20,
     "person_score": "template",
+    "remember_unknown": False,
+    "unknown_retention_days": 30,
 }
 PERSON_SCORES = ("template", "best_face")
 
@@ -203,6 +205,14 @@ def check_collection_settings(settings: dict[str, Any] | None) -> dict[str, Any]
         elif key == "max_faces_per_person":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
                 raise ValidationError("max_faces_per_person must be an integer from 1 to 1000", field=key)
+            out[key] = value
+        elif key == "remember_unknown":
+            if not isinstance(value, bool):
+                raise ValidationError("remember_unknown must be true or false", field=key)
+            out[key] = value
+        elif key == "unknown_retention_days":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+                raise ValidationError("unknown_retention_days must be an integer from 1 to 3650", field=key)
             out[key] = value
         elif key == "person_score":
             if value not in PERSON_SCORES:
@@ -367,6 +377,43 @@ class Person:
 
 
 @dataclass(frozen=True)
+class Negative:
+    """ "This face is not this person": never matched to ``person_id`` (see ``corrections.py``)."""
+
+    id: str
+    person_id: str
+    collection_id: str
+    source_face_id: str | None  # the stored face it was taken from, when it was one
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UnknownFace:
+    """A face a search matched to nobody, remembered (``remember_unknown``) for clustering."""
+
+    id: str
+    collection_id: str
+    box: Box
+    quality: dict[str, Any]
+    source: str  # "identify" or "identify_all"
+    request_id: str | None
+    seen_at: datetime
+
+
+@dataclass(frozen=True)
+class UnknownCluster:
+    """Remembered unknown faces that are likely one person. ``id`` is the id of its oldest
+    face (stable while that face is kept); ``samples`` are the ids of its newest faces."""
+
+    id: str
+    size: int
+    first_seen: datetime
+    last_seen: datetime
+    members: tuple[str, ...]
+    samples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class QueryFace:
     """A face found in a query photo, as reported back to the caller."""
 
@@ -420,6 +467,13 @@ class IdentifyResult:
     auto_enrolled_face_id: str | None = None
     created_person_id: str | None = None
     threshold_rule: ThresholdRule | None = None
+    #: Person ids of matches recorded as different people that both matched (best first): the
+    #: answer is one of them and the service cannot tell which. Empty when there is no such pair.
+    ambiguous: tuple[str, ...] = ()
+    #: How many persons a "not this person" correction kept out of the matches.
+    vetoed: int = 0
+    #: The id of the remembered unknown face, when nobody matched and the collection remembers them.
+    unknown_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -429,6 +483,9 @@ class FaceResult:
     face: QueryFace
     crop: bytes  # JPEG
     matches: tuple[Match, ...]
+    ambiguous: tuple[str, ...] = ()  # as in IdentifyResult
+    vetoed: int = 0  # as in IdentifyResult
+    unknown_id: str | None = None  # the remembered unknown face (remember_unknown)
 
 
 @dataclass(frozen=True)

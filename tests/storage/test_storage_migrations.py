@@ -24,6 +24,10 @@ TABLES = {
     "change_log",
     "api_keys",
     "index_cursors",
+    "negatives",
+    "distinct_persons",
+    "person_redirects",
+    "unknown_faces",
 }
 
 
@@ -33,7 +37,7 @@ def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     migrate(engine)
     assert path.exists()
     assert TABLES <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     engine.dispose()
 
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facesearch.errors import FaceSearchError
+from facesearch.service.context import CURRENT_REQUEST_ID
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -139,6 +140,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id_for(scope)
+        CURRENT_REQUEST_ID.set(rid)  # read by the service (remembered unknown faces name it)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -165,5 +165,10 @@ class Catalogue:
         return result
 
     def counts(self) -> dict[str, int]:
-        """Collections and faces held, for the health route."""
-        return {"collections": len(self.store.list_collections()), "faces": self.follower.index.count()}
+        """Collections, faces, negatives and remembered unknown faces held, for the health route."""
+        return {
+            "collections": len(self.store.list_collections()),
+            "faces": self.follower.index.count(),
+            "negatives": self.store.negative_count(),
+            "unknown_faces": self.store.unknown_count(),
+        }

@@ -6,7 +6,8 @@ The parts, each a plain object with its collaborators passed in:
 - ``follower.IndexFollower``: keeps the vector index current with SQL's change log;
 - ``enrolment.Enroller``: the one place where photos become stored faces;
 - ``catalogue.Catalogue``: collections, persons, groups and faces;
-- ``searcher.Searcher``: identify, search, identify-all, verify and detect.
+- ``searcher.Searcher``: identify, search, identify-all, verify and detect;
+- ``corrections.Corrections``: negatives, different people, merge, split and unknown faces.
 
 Every write returns only after its SQL transaction has committed; the index is then brought up
 to date from the change log before the call returns, so a caller always finds what it has just
@@ -33,6 +34,7 @@ from facesearch.pipeline import ModelPack
 from facesearch.pipeline.analyzer import Analyzer
 from facesearch.pipeline.gate import DEFAULT_GATE, QualityGate
 from facesearch.service.catalogue import Catalogue, CollectionRef
+from facesearch.service.corrections import Corrections
 from facesearch.service.enrolment import Enroller
 from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
@@ -116,7 +118,9 @@ class FaceSearch:
         self.searcher = Searcher(
             store, index, self.models, self.catalogue, self.enroller, self.follower, self.default_pack
         )
+        self.corrections = Corrections(store, self.models, self.follower, self.catalogue)
         self.follower.sync()
+        self.corrections.purge_all_unknowns()
 
     # --- plumbing -----------------------------------------------------------------
 
@@ -158,6 +162,22 @@ class FaceSearch:
     add_member = forward("catalogue", Catalogue.add_member)
     remove_member = forward("catalogue", Catalogue.remove_member)
     counts = forward("catalogue", Catalogue.counts)
+
+    # --- corrections and unknown faces (corrections.py) ------------------------------------
+
+    add_negative = forward("corrections", Corrections.add_negative)
+    list_negatives = forward("corrections", Corrections.list_negatives)
+    delete_negative = forward("corrections", Corrections.delete_negative)
+    negative_image = forward("corrections", Corrections.negative_image)
+    set_different = forward("corrections", Corrections.set_different)
+    unset_different = forward("corrections", Corrections.unset_different)
+    list_different = forward("corrections", Corrections.list_different)
+    merge_persons = forward("corrections", Corrections.merge_persons)
+    split_person = forward("corrections", Corrections.split_person)
+    unknown_clusters = forward("corrections", Corrections.unknown_clusters)
+    name_unknowns = forward("corrections", Corrections.name_unknowns)
+    forget_unknowns = forward("corrections", Corrections.forget_unknowns)
+    unknown_image = forward("corrections", Corrections.unknown_image)
 
     # --- enrolment (enrolment.py), options given whole or as keywords ---------------------
 

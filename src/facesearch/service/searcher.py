@@ -5,7 +5,7 @@ and detect. It reads; the only writes it asks for (auto-enrol, enrol-if-unknown)
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -23,11 +23,13 @@ from facesearch.domain import (
     VerifyResult,
 )
 from facesearch.errors import NoFaceDetected, ValidationError
+from facesearch.imaging import thumbnail_jpeg
 from facesearch.index import Hit, VectorIndex
 from facesearch.pipeline import AnalyseOptions, Analysis, ModelPack
 from facesearch.pipeline.liveness import require_live
 from facesearch.service.catalogue import Catalogue, CollectionRef
-from facesearch.service.enrolment import Enroller
+from facesearch.service.context import CURRENT_REQUEST_ID
+from facesearch.service.enrolment import THUMBNAIL_SIDE, Enroller
 from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
 from facesearch.service.options import (
@@ -38,10 +40,22 @@ from facesearch.service.options import (
     VerifyOptions,
 )
 from facesearch.storage import Store
+from facesearch.storage._unknowns import NewUnknown
 
 #: The smallest false-match rate a match reports: the tables are checked down to 1e-5 and
 #: extrapolated below, so a rate under 1e-7 is reported as 1e-7 ("at most").
 FMR_FLOOR = 1e-7
+
+#: "This face is not this person": a query face is never matched to a person when it is closer to
+#: one of the person's negatives than to the person (their template or best face). Measured on the
+#: LFW development set (bench/corrections.py, README "Corrections"): this rule kept 99.9-100% of a
+#: corrected look-alike's further photos away from the person, and wrongly kept 0-0.1% of the
+#: person's own photos away; a fixed radius around the negative caught no more and, at the
+#: distance of a per-pair false-match rate of 1e-3, kept 12% of the person's own photos away.
+#: Searches repeated, each asking for more candidates, when corrections kept matches out.
+_VETO_ROUNDS = 3
+
+SearchFn = Callable[[int], list[Hit]]
 
 
 def query_face(face: FaceObservation) -> QueryFace:
@@ -183,6 +197,75 @@ class Searcher:
             )
         return tuple(out)
 
+    # --- corrections: negatives, different people, unknown faces -------------------------
+
+    def _vetted(self, query: np.ndarray, k: int, hits: list[Hit], run: SearchFn) -> tuple[list[Hit], int]:
+        """``hits`` without the persons this face was recorded as not being (their negatives),
+        topped up by searching again for more candidates; and how many persons were kept out."""
+        if not hits:
+            return hits, 0
+        negatives = self.store.negatives_of({h.person_id for h in hits})
+        if not negatives:
+            return hits, 0
+        barred: set[int] = set()
+        asked = k
+        for round_ in range(_VETO_ROUNDS):
+            best: dict[int, float] = {}
+            for h in hits:
+                best[h.person_id] = min(best.get(h.person_id, np.inf), h.distance)
+            for pid, own in best.items():
+                negs = negatives.get(pid)
+                if negs is None or pid in barred:
+                    continue
+                nearest = float(np.min(np.linalg.norm(negs - query, axis=1)))
+                if nearest < own:
+                    barred.add(pid)
+            kept = [h for h in hits if h.person_id not in barred]
+            if not barred or len(kept) >= k or len(hits) < asked or round_ == _VETO_ROUNDS - 1:
+                return kept[:k], len(barred)
+            asked = asked * 2 + len(barred)
+            hits = run(asked)
+            fresh = {h.person_id for h in hits} - set(negatives) - barred
+            if fresh:
+                negatives.update(self.store.negatives_of(fresh))
+        return [h for h in hits if h.person_id not in barred][:k], len(barred)  # pragma: no cover
+
+    def _ambiguous(self, per_face: Sequence[Sequence[Hit]]) -> list[tuple[str, ...]]:
+        """For each face: the matched persons recorded as different people from another matched
+        person of that face (public ids, best first). One query for every face."""
+        candidates = {h.person_id for hits in per_face if len({x.person_id for x in hits}) > 1 for h in hits}
+        pairs = self.store.distinct_among(sorted(candidates)) if len(candidates) > 1 else set()
+        if not pairs:
+            return [() for _ in per_face]
+        involved = {p for pair in pairs for p in pair}
+        uids = self.store.get_persons_by_ids(involved)
+        out: list[tuple[str, ...]] = []
+        for hits in per_face:
+            order = list(dict.fromkeys(h.person_id for h in hits))
+            here = set(order)
+            flagged = {p for a, b in pairs if a in here and b in here for p in (a, b)}
+            out.append(tuple(uids[p].id for p in order if p in flagged and p in uids))
+        return out
+
+    def _remember(self, coll: Collection, faces: Sequence[FaceObservation], source: str) -> list[str]:
+        """Keep faces nobody matched, when the collection remembers unknown faces (else nothing)."""
+        if not faces or not coll.setting("remember_unknown"):
+            return []
+        rid = CURRENT_REQUEST_ID.get()
+        items = [
+            NewUnknown(
+                pack=f.pack,
+                embedding=f.embedding,
+                box=f.detection.box,
+                quality={**f.quality.to_dict(), "detection_score": round(f.detection.score, 3)},
+                thumbnail=thumbnail_jpeg(f.chip, max_side=THUMBNAIL_SIDE),
+                source=source,
+                request_id=rid,
+            )
+            for f in faces
+        ]
+        return self.store.add_unknowns(coll.pk, items, int(coll.setting("unknown_retention_days")))
+
     # --- identify and search ----------------------------------------------------------
 
     def search(
@@ -205,22 +288,31 @@ class Searcher:
         found = analysis.faces[0]
         rule = self._rule(first, pack, options)
         names = {c.pk: c.name for c in colls}
+        vetoed = 0
+        ambiguous: tuple[str, ...] = ()
 
         def find() -> tuple[tuple[Match, ...], int, float, float]:
+            nonlocal vetoed, ambiguous
             t0 = time.perf_counter()
             searched = sum(self.index.count(c.pk) for c in colls)
             limit, max_distance = self._threshold(pack, rule, searched)
-            hits = self.index.search(
-                [c.pk for c in colls],
-                found.embedding,
-                options.top_k,
-                groups=list(options.groups) if options.groups else None,
-                unique_persons=options.deduplicate,
-                max_distance=max_distance,
-                exact=options.search_mode == "accurate",
-                templates=first.setting("person_score") == "template",
-            )
+
+            def run(k: int) -> list[Hit]:
+                return self.index.search(
+                    [c.pk for c in colls],
+                    found.embedding,
+                    k,
+                    groups=list(options.groups) if options.groups else None,
+                    unique_persons=options.deduplicate,
+                    max_distance=max_distance,
+                    exact=options.search_mode == "accurate",
+                    templates=first.setting("person_score") == "template",
+                )
+
+            hits, barred = self._vetted(found.embedding, options.top_k, run(options.top_k), run)
             search_ms = (time.perf_counter() - t0) * 1000
+            vetoed = barred
+            ambiguous = self._ambiguous([hits])[0]
             matches = self._matches(
                 hits,
                 pack,
@@ -245,6 +337,9 @@ class Searcher:
                 matches, searched, limit, search_ms = find()
                 if not matches:
                     created_id = self.enroller.enroll_unknown(first, found, image, options)
+        unknown_id = None
+        if not matches and created_id is None and len(colls) == 1:
+            unknown_id = next(iter(self._remember(first, [found], "identify")), None)
         return IdentifyResult(
             matches=matches,
             face=query_face(found),
@@ -255,6 +350,9 @@ class Searcher:
             auto_enrolled_face_id=auto_face_id,
             created_person_id=created_id,
             threshold_rule=rule,
+            ambiguous=ambiguous,
+            vetoed=vetoed,
+            unknown_id=unknown_id,
         )
 
     # --- identify-all -----------------------------------------------------------------
@@ -290,10 +388,29 @@ class Searcher:
             exact=options.search_mode == "accurate",
             templates=coll.setting("person_score") == "template",
         )
+        vetted: list[tuple[list[Hit], int]] = []
+        for f, hits in zip(analysis.faces, all_hits, strict=True):
+
+            def run(k: int, q: np.ndarray = f.embedding) -> list[Hit]:
+                return self.index.search(
+                    [coll.pk],
+                    q,
+                    k,
+                    groups=list(options.groups) if options.groups else None,
+                    unique_persons=True,
+                    max_distance=max_distance,
+                    exact=options.search_mode == "accurate",
+                    templates=coll.setting("person_score") == "template",
+                )
+
+            vetted.append(self._vetted(f.embedding, options.top_k, list(hits), run))
         search_ms = (time.perf_counter() - t0) * 1000
+        ambiguous = self._ambiguous([hits for hits, _ in vetted])
         recognised: list[FaceResult] = []
-        unknown: list[FaceResult] = []
-        for f, crop, hits in zip(analysis.faces, analysis.crops, all_hits, strict=True):
+        unknown: list[tuple[FaceObservation, FaceResult]] = []
+        for f, crop, (hits, barred), pair in zip(
+            analysis.faces, analysis.crops, vetted, ambiguous, strict=True
+        ):
             matches = self._matches(
                 hits,
                 pack,
@@ -302,10 +419,19 @@ class Searcher:
                 return_metadata=options.return_metadata,
                 return_thumbnails=False,
             )
-            (recognised if matches else unknown).append(FaceResult(query_face(f), crop, matches))
+            result = FaceResult(query_face(f), crop, matches, ambiguous=pair, vetoed=barred)
+            if matches:
+                recognised.append(result)
+            else:
+                unknown.append((f, result))
+        remembered = self._remember(coll, [f for f, _ in unknown], "identify_all")
+        unrecognised = [
+            replace(r, unknown_id=remembered[i]) if i < len(remembered) else r
+            for i, (_, r) in enumerate(unknown)
+        ]
         return IdentifyAllResult(
             faces=tuple(recognised),
-            unrecognized=tuple(unknown),
+            unrecognized=tuple(unrecognised),
             threshold=limit,
             searched=searched,
             query_time_ms=_ms_since(started),

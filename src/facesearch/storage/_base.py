@@ -30,6 +30,7 @@ from facesearch.storage.tables import (
     DbGroup,
     DbMembership,
     DbPerson,
+    DbRedirect,
     new_uid,
 )
 
@@ -184,7 +185,14 @@ class StoreBase:
             details: dict[str, Any] = {"person": ref}
             if coll is not None:
                 details["collection"] = coll.name
-            raise NotFound(f"person {ref!r} not found", details=details)
+            message = f"person {ref!r} not found"
+            moved = s.get(DbRedirect, ref) if isinstance(ref, str) and ref.startswith("per_") else None
+            if moved is not None and (coll is None or moved.collection_id == coll.id):
+                target = s.get(DbPerson, moved.target_id)
+                if target is not None:
+                    details["merged_into"] = target.uid
+                    message = f"person {ref!r} was merged into {target.uid!r}"
+            raise NotFound(message, details=details)
         return row
 
     def _face(self, s: Session, coll: DbCollection | None, ref: Ref) -> DbFace:

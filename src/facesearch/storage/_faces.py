@@ -238,6 +238,12 @@ class FacesMixin(StoreBase):
             return np.empty((0, 0), dtype=np.float32)
         return decode_embeddings([r[1] for r in rows], int(rows[0][0]))
 
+    def face_embedding(self, ref: Ref) -> npt.NDArray[np.float32]:
+        """The embedding of one stored face (uid or primary key)."""
+        with self._read() as s:
+            face = self._face(s, None, ref)
+            return decode_embedding(s.scalar(select(DbFace.embedding).where(DbFace.id == face.id)) or b"")
+
     def find_face_by_hash(self, collection_id: Ref, person_id: Ref | None, content_hash: str) -> Face | None:
         """The oldest face of the collection (and of the person, when given) from the same image bytes."""
         with self._read() as s:

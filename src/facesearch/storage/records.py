@@ -20,7 +20,18 @@ OP_REMOVE_FACE = "remove_face"
 OP_SET_GROUPS = "set_groups"
 OP_REMOVE_PERSON = "remove_person"
 OP_DROP_COLLECTION = "drop_collection"
-OPS = (OP_ADD_FACE, OP_REMOVE_FACE, OP_SET_GROUPS, OP_REMOVE_PERSON, OP_DROP_COLLECTION)
+#: Corrections: logged like faces (the index itself has nothing to do for them).
+OP_ADD_NEGATIVE = "add_negative"
+OP_REMOVE_NEGATIVE = "remove_negative"
+OPS = (
+    OP_ADD_FACE,
+    OP_REMOVE_FACE,
+    OP_SET_GROUPS,
+    OP_REMOVE_PERSON,
+    OP_DROP_COLLECTION,
+    OP_ADD_NEGATIVE,
+    OP_REMOVE_NEGATIVE,
+)
 
 #: The id reported for the implicit default group (real group ids are ``grp_`` + 16 chars).
 DEFAULT_GROUP_ID = "grp_default"

@@ -20,7 +20,9 @@ Conventions, for every public method of ``Store``:
   log payloads and ``all_person_groups`` report ``("default",)`` for such a person.
 - Every change the index must follow appends a change-log entry in the same transaction:
   ``add_face``, ``remove_face``, ``set_groups`` (payload ``{"groups": [...]}``),
-  ``remove_person`` (payload ``{"face_ids": [...]}``) and ``drop_collection``.
+  ``remove_person`` (payload ``{"face_ids": [...]}``) and ``drop_collection``; corrections log
+  ``add_negative`` / ``remove_negative`` (the index has nothing to do for them). Merging and
+  splitting persons re-own faces in place (same face ids), logged as ``remove_face`` + ``add_face``.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from sqlalchemy import Engine
 
 from facesearch.storage._base import Ref
 from facesearch.storage._collections import CollectionsMixin, hash_key
+from facesearch.storage._corrections import CorrectionsMixin
 from facesearch.storage._faces import FacesMixin
 from facesearch.storage._persons import MAX_LIMIT, PersonsMixin
+from facesearch.storage._unknowns import UnknownsMixin
 from facesearch.storage.db import create_engine_for, migrate
 
 __all__ = ["MAX_LIMIT", "Ref", "Store", "hash_key", "open_store"]
 
 
-class Store(CollectionsMixin, PersonsMixin, FacesMixin):
+class Store(CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin):
     """Collections, persons, groups, faces, the change log and API keys, in SQL."""
 
     def __init__(self, engine: Engine) -> None:

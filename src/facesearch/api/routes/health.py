@@ -27,7 +27,12 @@ def health(svc: ServiceDep) -> dict[str, Any]:
         counts: dict[str, int | None] = dict(svc.counts())
     except IndexUnavailable:
         index_state = "unavailable"
-        counts = {"collections": len(svc.store.list_collections()), "faces": None}
+        counts = {
+            "collections": len(svc.store.list_collections()),
+            "faces": None,
+            "negatives": svc.store.negative_count(),
+            "unknown_faces": svc.store.unknown_count(),
+        }
     ok = workers["state"] in ("ok", "in-process") and index_state == "ok"
     return success(
         {
