@@ -334,6 +334,99 @@ class Client:
 
     # --- search ---------------------------------------------------------------------------
 
+    # --- corrections ------------------------------------------------------------------------
+
+    def _person_path(self, collection: str, person: str, tail: str = "") -> str:
+        return f"/collections/{_seg(collection)}/persons/{_seg(person)}{tail}"
+
+    def add_negative(
+        self, collection: str, person: str, image: ImageInput | None = None, *, face_id: str | None = None
+    ) -> dict[str, Any]:
+        """ "This face is not this person": a photo, or a stored face (``face_id``); the negative."""
+        path = self._person_path(collection, person, "/negatives")
+        if image is not None:
+            result: dict[str, Any] = self._photo(path, {"image": image}, {})
+        else:
+            result = self._call("POST", path, json={"face_id": face_id})
+        return result
+
+    def list_negatives(self, collection: str, person: str) -> list[dict[str, Any]]:
+        """A person's negatives, oldest first."""
+        result: list[dict[str, Any]] = self._call("GET", self._person_path(collection, person, "/negatives"))[
+            "negatives"
+        ]
+        return result
+
+    def delete_negative(self, collection: str, person: str, negative: str) -> dict[str, Any]:
+        """Remove one negative."""
+        path = self._person_path(collection, person, f"/negatives/{_seg(negative)}")
+        result: dict[str, Any] = self._call("DELETE", path)
+        return result
+
+    def set_different(self, collection: str, person: str, other: str) -> list[dict[str, Any]]:
+        """Record that two persons are different people; the persons now recorded as different."""
+        path = self._person_path(collection, person, "/different")
+        result: list[dict[str, Any]] = self._call("POST", path, json={"person": other})["persons"]
+        return result
+
+    def list_different(self, collection: str, person: str) -> list[dict[str, Any]]:
+        """The persons recorded as different from this one."""
+        path = self._person_path(collection, person, "/different")
+        result: list[dict[str, Any]] = self._call("GET", path)["persons"]
+        return result
+
+    def unset_different(self, collection: str, person: str, other: str) -> dict[str, Any]:
+        """Forget that two persons are different people."""
+        path = self._person_path(collection, person, f"/different/{_seg(other)}")
+        result: dict[str, Any] = self._call("DELETE", path)
+        return result
+
+    def merge_persons(
+        self, collection: str, person: str, source: str, *, metadata: str = "target"
+    ) -> dict[str, Any]:
+        """Merge ``source`` into ``person`` (``metadata``: target, source or union); the merged person."""
+        path = self._person_path(collection, person, "/merge")
+        result: dict[str, Any] = self._call("POST", path, json={"from": source, "metadata": metadata})
+        return result
+
+    def split_person(
+        self, collection: str, person: str, faces: Sequence[str], **fields: Any
+    ) -> dict[str, Any]:
+        """Move these faces of ``person`` to a new person (external_id, name, metadata, groups)."""
+        path = self._person_path(collection, person, "/split")
+        result: dict[str, Any] = self._call("POST", path, json={"faces": list(faces), **fields})
+        return result
+
+    def unknown_clusters(
+        self, collection: str, *, limit: int | None = None, min_size: int = 1
+    ) -> dict[str, Any]:
+        """Remembered unknown faces, clustered (``clusters``, ``unknown_faces``, ``clustered``)."""
+        params: dict[str, Any] = {"min_size": min_size}
+        if limit is not None:
+            params["limit"] = limit
+        result: dict[str, Any] = self._call(
+            "GET", f"/collections/{_seg(collection)}/unknowns/clusters", params=params
+        )
+        return result
+
+    def name_unknowns(self, collection: str, **fields: Any) -> dict[str, Any]:
+        """Turn a ``cluster`` or listed ``unknowns`` into a new person or into ``person``."""
+        path = f"/collections/{_seg(collection)}/unknowns/persons"
+        result: dict[str, Any] = self._call("POST", path, json=fields)
+        return result
+
+    def forget_unknowns(self, collection: str, unknowns: Sequence[str]) -> int:
+        """Forget these unknown faces now; how many there were."""
+        path = f"/collections/{_seg(collection)}/unknowns/forget"
+        return int(self._call("POST", path, json={"unknowns": list(unknowns)})["forgotten"])
+
+    def unknown_image(self, collection: str, unknown: str) -> bytes:
+        """The JPEG thumbnail of a remembered unknown face."""
+        response = self._http.get(f"/v1/collections/{_seg(collection)}/unknowns/{_seg(unknown)}/image")
+        if not response.is_success:
+            _raise_for(response)
+        return response.content
+
     def identify(
         self, collection: str, image: ImageInput, options: SearchOptions | None = None, **overrides: Any
     ) -> dict[str, Any]:

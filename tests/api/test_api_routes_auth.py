@@ -42,6 +42,19 @@ DOCUMENTED = OPEN | {
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys"),
     ("DELETE", "/v1/keys/{key}"),
+    ("POST", "/v1/collections/{collection}/persons/{person}/negatives"),
+    ("GET", "/v1/collections/{collection}/persons/{person}/negatives"),
+    ("DELETE", "/v1/collections/{collection}/persons/{person}/negatives/{negative}"),
+    ("GET", "/v1/collections/{collection}/persons/{person}/negatives/{negative}/image"),
+    ("POST", "/v1/collections/{collection}/persons/{person}/different"),
+    ("GET", "/v1/collections/{collection}/persons/{person}/different"),
+    ("DELETE", "/v1/collections/{collection}/persons/{person}/different/{other}"),
+    ("POST", "/v1/collections/{collection}/persons/{person}/merge"),
+    ("POST", "/v1/collections/{collection}/persons/{person}/split"),
+    ("GET", "/v1/collections/{collection}/unknowns/clusters"),
+    ("GET", "/v1/collections/{collection}/unknowns/{unknown}/image"),
+    ("POST", "/v1/collections/{collection}/unknowns/persons"),
+    ("POST", "/v1/collections/{collection}/unknowns/forget"),
 }
 READER_POSTS = {
     "/v1/collections/{collection}/identify",
@@ -64,6 +77,9 @@ DUMMY = {
     "face": "fac_dummy",
     "group": "grp_dummy",
     "key": "key_x",
+    "negative": "neg_dummy",
+    "other": "per_other",
+    "unknown": "unk_dummy",
 }
 
 

@@ -23,9 +23,11 @@ from facesearch.domain import (
     IdentifyAllResult,
     IdentifyResult,
     Match,
+    Negative,
     Person,
     QueryFace,
     ThresholdRule,
+    UnknownCluster,
     VerifyResult,
 )
 from facesearch.storage.records import ApiKeyRecord
@@ -268,6 +270,16 @@ class Timed(BaseModel):
         return {**dict.fromkeys(STAGES, 0.0), **{k: round(float(v), 3) for k, v in timings.items()}}
 
 
+AMBIGUOUS_DOC = (
+    "person ids of matches recorded as different people that both matched (best first): the face "
+    "is one of them and the service cannot tell which; empty when there is no such pair"
+)
+VETOED_DOC = 'persons kept out of the matches by a "not this person" correction (negatives)'
+UNKNOWN_DOC = (
+    "the id of the remembered unknown face (collection setting remember_unknown), when nobody matched"
+)
+
+
 class IdentifyOut(Timed):
     matches: list[MatchOut]
     face: QueryFaceOut
@@ -275,6 +287,9 @@ class IdentifyOut(Timed):
     threshold_rule: ThresholdRuleOut | None = Field(None, description=RULE_DOC)
     auto_enrolled_face_id: str | None
     created_person_id: str | None
+    ambiguous: list[str] = Field(default_factory=list, description=AMBIGUOUS_DOC)
+    vetoed: int = Field(0, description=VETOED_DOC)
+    unknown_id: str | None = Field(None, description=UNKNOWN_DOC)
 
     @classmethod
     def of(cls, r: IdentifyResult) -> IdentifyOut:
@@ -285,6 +300,9 @@ class IdentifyOut(Timed):
             threshold_rule=ThresholdRuleOut.of(r.threshold_rule),
             auto_enrolled_face_id=r.auto_enrolled_face_id,
             created_person_id=r.created_person_id,
+            ambiguous=list(r.ambiguous),
+            vetoed=r.vetoed,
+            unknown_id=r.unknown_id,
             searched=r.searched,
             query_time_ms=r.query_time_ms,
             timings=cls.stages(r.timings),
@@ -295,11 +313,19 @@ class FaceResultOut(BaseModel):
     face: QueryFaceOut
     crop: str = Field(description="JPEG crop as base64")
     matches: list[MatchOut]
+    ambiguous: list[str] = Field(default_factory=list, description=AMBIGUOUS_DOC)
+    vetoed: int = Field(0, description=VETOED_DOC)
+    unknown_id: str | None = Field(None, description=UNKNOWN_DOC)
 
     @classmethod
     def of(cls, f: FaceResult) -> FaceResultOut:
         return cls(
-            face=QueryFaceOut.of(f.face), crop=b64(f.crop) or "", matches=[MatchOut.of(m) for m in f.matches]
+            face=QueryFaceOut.of(f.face),
+            crop=b64(f.crop) or "",
+            matches=[MatchOut.of(m) for m in f.matches],
+            ambiguous=list(f.ambiguous),
+            vetoed=f.vetoed,
+            unknown_id=f.unknown_id,
         )
 
 
@@ -472,3 +498,75 @@ IMAGE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _error("VALIDATION_ERROR, FACE_NOT_DETECTED, FACE_QUALITY_TOO_LOW or LIVENESS_FAILED"),
     501: _error("LIVENESS_UNAVAILABLE"),
 }
+
+
+# --- corrections and unknown faces ------------------------------------------------------------
+
+
+class NegativeOut(BaseModel):
+    id: str
+    person_id: str
+    collection_id: str
+    source_face_id: str | None = Field(description="the stored face it was taken from, if any")
+    created_at: datetime
+    thumbnail_url: str
+    removed_face_id: str | None = Field(
+        None, description="when made from a face of this very person: that face, now removed from them"
+    )
+
+    @classmethod
+    def of(cls, n: Negative, collection: str, removed: str | None = None) -> NegativeOut:
+        return cls(
+            id=n.id,
+            person_id=n.person_id,
+            collection_id=n.collection_id,
+            source_face_id=n.source_face_id,
+            created_at=n.created_at,
+            thumbnail_url=f"/v1/collections/{collection}/persons/{n.person_id}/negatives/{n.id}/image",
+            removed_face_id=removed,
+        )
+
+
+class NegativeList(BaseModel):
+    negatives: list[NegativeOut]
+
+
+class DifferentList(BaseModel):
+    persons: list[PersonOut] = Field(description="the persons recorded as different from this one")
+
+
+class UnknownClusterOut(BaseModel):
+    id: str = Field(description="the id of the cluster's oldest face (stable while that face is kept)")
+    size: int
+    first_seen: datetime
+    last_seen: datetime
+    members: list[str] = Field(description="ids of its unknown faces, newest first")
+    samples: list[str] = Field(description="ids of its newest faces, for thumbnails")
+    sample_urls: list[str]
+
+    @classmethod
+    def of(cls, c: UnknownCluster, collection: str) -> UnknownClusterOut:
+        return cls(
+            id=c.id,
+            size=c.size,
+            first_seen=c.first_seen,
+            last_seen=c.last_seen,
+            members=list(c.members),
+            samples=list(c.samples),
+            sample_urls=[f"/v1/collections/{collection}/unknowns/{u}/image" for u in c.samples],
+        )
+
+
+class UnknownClusterList(BaseModel):
+    clusters: list[UnknownClusterOut]
+    unknown_faces: int = Field(description="unknown faces the collection holds")
+    clustered: int = Field(description="of those, the newest ones clustered in this answer")
+
+
+class NamedUnknownsOut(BaseModel):
+    person: PersonOut
+    faces_added: int = Field(description="faces the person got (the largest, when room was short)")
+
+
+class ForgottenOut(BaseModel):
+    forgotten: int

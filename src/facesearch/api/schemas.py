@@ -215,6 +215,15 @@ class CollectionSettings(Body):
     auto_enroll: bool | None = Field(None, description="keep query faces of strong matches")
     auto_enroll_threshold: float | None = Field(None, ge=0.0, le=1.0)
     max_faces_per_person: int | None = Field(None, ge=1, le=1000)
+    person_score: Literal["template", "best_face"] | None = Field(
+        None, description="score a person by the template of their faces (default) or their best face"
+    )
+    remember_unknown: bool | None = Field(
+        None, description="keep faces that searches match to nobody, for the unknown-face clusters"
+    )
+    unknown_retention_days: int | None = Field(
+        None, ge=1, le=3650, description="days an unknown face is kept (default 30), then purged"
+    )
 
 
 class CollectionCreate(Body):
@@ -257,3 +266,55 @@ class KeyCreate(Body):
         description="limit the key to these existing collections (ids or names); the key is bound "
         "to their ids. Leave out for every collection.",
     )
+
+
+# --- corrections and unknown faces ------------------------------------------------------------
+
+
+class NegativeParams(Params):
+    """A "not this person" correction: a photo (its central face), or a stored face by id."""
+
+    face_id: str | None = Field(
+        None,
+        max_length=32,
+        description="a stored face (fac_...) instead of a photo, e.g. a wrong auto-enrolment",
+    )
+
+
+class DifferentCreate(Body):
+    person: str = Field(min_length=1, max_length=255, description="the other person (id or external id)")
+
+
+class MergeBody(Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str = Field(
+        alias="from", min_length=1, max_length=255, description="the person merged in (and deleted)"
+    )
+    metadata: Literal["target", "source", "union"] = Field(
+        "target",
+        description="target: this person's metadata wins (default); source: the merged person's; "
+        "union: the merged person's keys this person lacks are added",
+    )
+
+
+class SplitBody(Body):
+    faces: list[str] = Field(min_length=1, max_length=1000, description="ids of the faces to move")
+    external_id: str | None = Field(None, min_length=1, max_length=255)
+    name: str = Field("", max_length=255)
+    metadata: dict[str, Any] | None = None
+    groups: list[str] = Field(default_factory=list)
+
+
+class NameUnknowns(Body):
+    cluster: str | None = Field(None, max_length=32, description="a cluster id (or any face of it)")
+    unknowns: list[str] | None = Field(None, max_length=1000, description="or the unknown faces themselves")
+    person: str | None = Field(None, max_length=255, description="an existing person; else a new one")
+    external_id: str | None = Field(None, min_length=1, max_length=255)
+    name: str = Field("", max_length=255)
+    metadata: dict[str, Any] | None = None
+    groups: list[str] = Field(default_factory=list)
+
+
+class ForgetUnknowns(Body):
+    unknowns: list[str] = Field(min_length=1, max_length=1000)

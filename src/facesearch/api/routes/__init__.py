@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from facesearch.api.routes import collections, faces, groups, health, keys, persons, search
+from facesearch.api.routes import collections, corrections, faces, groups, health, keys, persons, search
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     collections.router,
     persons.router,
+    corrections.router,
     faces.router,
     groups.router,
     search.router,
