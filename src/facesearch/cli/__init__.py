@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import evaluate, models, persons, photos, server, service
+from facesearch.cli import corrections, evaluate, models, persons, photos, server, service
 
 app = typer.Typer(
     name="facesearch",
@@ -20,6 +20,7 @@ app.command("compare", hidden=True)(photos.verify)
 app.add_typer(service.collections_app, name="collections")
 app.add_typer(persons.persons_app, name="persons")
 app.add_typer(persons.groups_app, name="groups")
+app.add_typer(corrections.unknowns_app, name="unknowns")
 app.command()(service.enroll)
 app.command()(service.identify)
 app.command("identify-all")(service.identify_all)

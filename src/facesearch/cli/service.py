@@ -367,6 +367,25 @@ def identify(
     for m in r.matches:
         label = m.person.name or m.person.external_id
         typer.echo(f"{m.rank}. {label} ({m.person.external_id})  similarity {m.similarity:.3f}{_strength(m)}")
+    typer.echo(_corrections_text(r.matches, r.ambiguous, r.vetoed, r.unknown_id), nl=False)
+
+
+def _corrections_text(
+    matches: Any, ambiguous: Any, vetoed: int, unknown_id: str | None, indent: str = ""
+) -> str:
+    """Lines on what the corrections did to an answer (empty when nothing)."""
+    out = []
+    if ambiguous:
+        names = {m.person.id: m.person.external_id for m in matches}
+        out.append(
+            f"{indent}Ambiguous: {', '.join(names.get(p, p) for p in ambiguous)} are recorded as different "
+            "people and all match: the service cannot tell which one this is."
+        )
+    if vetoed:
+        out.append(f"{indent}{vetoed} person(s) left out: this face was recorded as not being them.")
+    if unknown_id:
+        out.append(f"{indent}Remembered as unknown face {unknown_id} (facesearch unknowns clusters).")
+    return "".join(line + "\n" for line in out)
 
 
 @handle_errors
@@ -410,8 +429,10 @@ def identify_all(
         where = f"face at ({b.left}, {b.top}) {b.width}x{b.height} px"
         if not f.matches:
             typer.echo(f"  {where}: unknown")
+            typer.echo(_corrections_text((), (), f.vetoed, f.unknown_id, "    "), nl=False)
             continue
         m = f.matches[0]
         label = m.person.name or m.person.external_id
         sim = f"similarity {m.similarity:.3f}{_strength(m)}"
         typer.echo(f"  {where}: {label} ({m.person.external_id})  {sim}")
+        typer.echo(_corrections_text(f.matches, f.ambiguous, f.vetoed, None, "    "), nl=False)
