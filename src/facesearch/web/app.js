@@ -18,6 +18,7 @@ const state = {
   photos: {}, // panel -> blob: URL of the photo shown
   identifyFile: null,
   allFile: null,
+  persons: [], // the persons (with faces) on the Persons tab, for merge
 };
 
 // --- small helpers --------------------------------------------------------------------------
@@ -342,7 +343,7 @@ function confirmAction(text, okLabel = "Delete") {
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] === "c" && parts[1]) {
-    const tab = ["identify", "identify-all"].includes(parts[2]) ? parts[2] : "persons";
+    const tab = ["identify", "identify-all", "unknowns"].includes(parts[2]) ? parts[2] : "persons";
     return { view: "collection", name: parts[1], tab };
   }
   return { view: "collections" };
@@ -439,7 +440,7 @@ async function renderCollection(r) {
     resetCollectionView();
   }
   $("#coll-name").textContent = r.name;
-  for (const tab of ["persons", "identify", "identify-all"]) {
+  for (const tab of ["persons", "identify", "identify-all", "unknowns"]) {
     const link = $(`#tab-${tab}`);
     link.href = collHref(r.name, tab);
     if (tab === r.tab) link.setAttribute("aria-current", "page");
@@ -448,6 +449,7 @@ async function renderCollection(r) {
   }
   const counts = refreshCounts();
   if (r.tab === "persons") await loadPersons(false);
+  if (r.tab === "unknowns") await loadUnknowns();
   await counts;
 }
 
@@ -456,6 +458,7 @@ function resetCollectionView() {
   $("#persons-grid").replaceChildren();
   $("#identify-result").replaceChildren();
   $("#all-result").replaceChildren();
+  $("#unknown-clusters").replaceChildren();
   $("#identify-form").reset();
   $("#all-form").reset();
   state.identifyFile = null;
@@ -495,6 +498,7 @@ async function loadPersons(more) {
       page.persons.map((p) => api("GET", `${collPath()}/persons/${enc(p.id)}`).catch(() => p)),
     );
     if (token !== state.personsToken) return;
+    state.persons = more ? [...state.persons, ...full] : full;
     const cards = full.map(personCard);
     if (more) grid.append(...cards);
     else grid.replaceChildren(...cards);
@@ -546,11 +550,103 @@ function personCard(p) {
       { class: "actions" },
       h("button", { type: "button", class: "secondary small", onclick: () => chooseFaces(p) }, "Add face",
         h("span", { class: "visually-hidden" }, ` to ${who}`)),
+      h("button", { type: "button", class: "secondary small", onclick: (ev) => toggleTool(ev, p, "merge") },
+        "Merge…", h("span", { class: "visually-hidden" }, ` into ${who}`)),
+      faces.length > 1
+        ? h("button", { type: "button", class: "secondary small", onclick: (ev) => toggleTool(ev, p, "split") },
+          "Split…", h("span", { class: "visually-hidden" }, ` ${who}`))
+        : null,
       h("button", { type: "button", class: "danger small", onclick: () => deletePerson(p) }, "Delete",
         h("span", { class: "visually-hidden" }, ` ${who}`)),
     ),
+    h("div", { class: "tool", hidden: true }),
     h("div", { class: "card-msg msg", "aria-live": "polite" }),
   );
+}
+
+// --- merge and split ------------------------------------------------------------------------
+
+function toggleTool(ev, p, kind) {
+  const card = ev.target.closest("li.person");
+  const tool = $(".tool", card);
+  if (!tool.hidden && tool.dataset.kind === kind) {
+    tool.hidden = true;
+    return;
+  }
+  tool.dataset.kind = kind;
+  put(tool, kind === "merge" ? mergeTool(p) : splitTool(p));
+  tool.hidden = false;
+  const first = $("select, input", tool);
+  if (first) first.focus();
+}
+
+function mergeTool(p) {
+  const others = state.persons.filter((x) => x.id !== p.id);
+  if (!others.length) return h("p", { class: "muted" }, "Nobody else to merge in.");
+  const id = `merge-${p.id}`;
+  const select = h("select", { id }, others.map((x) => h("option", { value: x.id }, `${personLabel(x)} (${x.external_id})`)));
+  return h(
+    "form",
+    { class: "inline-tool", onsubmit: (ev) => mergeInto(ev, p, select.value) },
+    h("label", { for: id }, `Merge into ${personLabel(p)}:`),
+    select,
+    h("button", { type: "submit", class: "small" }, "Merge"),
+    h("small", {}, "Their faces, groups and corrections move here; their id then points to this person."),
+  );
+}
+
+async function mergeInto(ev, p, sourceId) {
+  ev.preventDefault();
+  const source = state.persons.find((x) => x.id === sourceId);
+  const n = (source?.faces || []).length;
+  if (!(await confirmAction(`Merge ${personLabel(source)} (${n} face${n === 1 ? "" : "s"}) into ${personLabel(p)}? ` +
+    `${personLabel(source)} is then deleted.`, "Merge"))) return;
+  try {
+    await api("POST", `${collPath()}/persons/${enc(p.id)}/merge`, { json: { from: sourceId } });
+    await loadPersons(false);
+    showOk(cardMsg(p) || $("#persons-msg"), `${personLabel(source)} merged into ${personLabel(p)}.`);
+    refreshCounts();
+  } catch (err) {
+    showError(cardMsg(p) || $("#persons-msg"), err);
+  }
+}
+
+function splitTool(p) {
+  const boxes = (p.faces || []).map((f, i) => {
+    const id = `split-${f.id}`;
+    const img = h("img", { alt: "", width: 48, height: 48 });
+    thumbnail(f.thumbnail_url).then((url) => { img.src = url; }, () => {});
+    return h("li", {}, h("input", { type: "checkbox", id, value: f.id }), h("label", { for: id }, img, ` face ${i + 1}`));
+  });
+  const nameId = `split-name-${p.id}`;
+  const name = h("input", { id: nameId, maxlength: 255, autocomplete: "off" });
+  return h(
+    "form",
+    { class: "inline-tool", onsubmit: (ev) => splitOff(ev, p, name.value.trim()) },
+    h("p", {}, "Tick the faces that are someone else:"),
+    h("ul", { class: "split-faces" }, boxes),
+    h("label", { for: nameId }, "The new person’s name"),
+    name,
+    h("button", { type: "submit", class: "small" }, "Move to a new person"),
+  );
+}
+
+async function splitOff(ev, p, name) {
+  ev.preventDefault();
+  const faces = [...ev.target.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value);
+  const msg = cardMsg(p) || $("#persons-msg");
+  if (!faces.length) {
+    showError(msg, localError("Tick at least one face to move."));
+    return;
+  }
+  try {
+    const made = await api("POST", `${collPath()}/persons/${enc(p.id)}/split`, { json: { faces, name } });
+    await loadPersons(false);
+    showOk($("#persons-msg"), `${faces.length} face${faces.length === 1 ? "" : "s"} moved from ${personLabel(p)} to a new person, ${personLabel(made)}.`);
+    refreshCounts();
+  } catch (err) {
+    showError(msg, err);
+  }
 }
 
 function faceItem(p, f) {
@@ -888,7 +984,7 @@ function similarityBar(sim, threshold, m) {
   );
 }
 
-function matchCard(m, i, threshold) {
+function matchCard(m, i, threshold, onNotThis) {
   return h(
     "li",
     { class: "match card" },
@@ -903,8 +999,43 @@ function matchCard(m, i, threshold) {
       similarityBar(m.similarity, threshold, m),
       groupChips(m.groups),
       metadataList(m.metadata),
+      onNotThis
+        ? h("button", { type: "button", class: "secondary small", onclick: () => onNotThis(m) }, "Not this person",
+          h("span", { class: "visually-hidden" }, `: this face is not ${personLabel(m)}`))
+        : null,
     ),
   );
+}
+
+/** Notes on what the corrections did to an answer: ambiguous pairs, left-out persons, remembered unknowns. */
+function correctionNotes(d, matches) {
+  const names = new Map(matches.map((m) => [m.person_id, m.name || m.external_id]));
+  return [
+    d.ambiguous && d.ambiguous.length
+      ? h("p", { class: "warn ambiguous", role: "note" },
+        `Ambiguous: ${d.ambiguous.map((id) => names.get(id) || id).join(" and ")} are recorded as different people ` +
+          "and all match this face: the service cannot tell which one it is.")
+      : null,
+    d.vetoed
+      ? h("p", { class: "muted vetoed" }, `${d.vetoed} person${d.vetoed === 1 ? " was" : "s were"} left out: this face was marked as not being them.`)
+      : null,
+    d.unknown_id
+      ? h("p", { class: "muted" }, "Remembered as an unknown face: see the ", h("a", { href: collHref(state.collection, "unknowns") }, "Unknown faces"), " tab.")
+      : null,
+  ];
+}
+
+async function notThisPerson(m, file) {
+  const form = new FormData();
+  form.append("image", file);
+  const out = $("#identify-result");
+  try {
+    await upload(`${collPath()}/persons/${enc(m.person_id)}/negatives`, form);
+    await runIdentify();
+    out.prepend(h("p", { class: "ok", role: "status" }, `Recorded: this face is not ${personLabel(m)}. It will not be matched to them again.`));
+  } catch (err) {
+    out.prepend(errorBox(err));
+  }
 }
 
 function timings(d, roundTripMs) {
@@ -947,9 +1078,10 @@ async function runIdentify() {
     await drawBoxes(photo, [{ box: d.face.box, label: best ? best.name || best.external_id : "unknown", kind: best ? "known" : "unknown" }]);
     photo.caption.textContent = `${file.name}: the face searched for is boxed.`;
     const list = d.matches.length
-      ? h("ol", { class: "matches", "aria-label": "Matches" }, d.matches.map((m, i) => matchCard(m, i, d.threshold)))
+      ? h("ol", { class: "matches", "aria-label": "Matches" },
+        d.matches.map((m, i) => matchCard(m, i, d.threshold, (x) => notThisPerson(x, file))))
       : h("p", { class: "nomatch" }, `Unknown: nobody in this collection passes the ${ruleText(d)}.`);
-    status.replaceWith(h("h4", {}, "Matches"), list, timings(d, ms));
+    status.replaceWith(h("h4", {}, "Matches"), ...correctionNotes(d, d.matches).filter(Boolean), list, timings(d, ms));
   } catch (err) {
     status.replaceWith(errorBox(err));
   } finally {
@@ -1015,8 +1147,122 @@ function foundFace(f, i, threshold) {
       f.matches.length > 1
         ? h("p", { class: "muted" }, "Also: ", f.matches.slice(1).map((m) => `${m.name || m.external_id} (${m.similarity.toFixed(3)})`).join(", "))
         : null,
+      correctionNotes(f, f.matches),
     ),
   );
+}
+
+// --- unknown faces --------------------------------------------------------------------------
+
+function fmtWhen(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+async function loadUnknowns() {
+  const list = $("#unknown-clusters");
+  const msg = $("#unknowns-msg");
+  const status = $("#unknowns-status");
+  const toggle = $("#unknowns-toggle");
+  clearMsg(msg);
+  list.setAttribute("aria-busy", "true");
+  try {
+    const [coll, data] = await Promise.all([
+      api("GET", collPath()),
+      api("GET", `${collPath()}/unknowns/clusters`),
+    ]);
+    const on = Boolean(coll.settings.remember_unknown);
+    const days = coll.settings.unknown_retention_days || 30;
+    status.textContent = on
+      ? `Faces that searches match to nobody are kept for ${days} days and grouped here by likely person. ` +
+        `${data.unknown_faces} unknown face${data.unknown_faces === 1 ? "" : "s"} held.`
+      : "This collection does not keep unknown faces (setting remember_unknown is off).";
+    toggle.hidden = false;
+    toggle.textContent = on ? "Stop keeping unknown faces" : "Keep unknown faces";
+    toggle.onclick = () => setRemember(!on);
+    list.replaceChildren(...data.clusters.map(clusterCard));
+    const empty = $("#unknowns-empty");
+    empty.hidden = data.clusters.length > 0;
+    empty.textContent = on ? "No unknown faces yet." : "";
+  } catch (err) {
+    showError(msg, err);
+  } finally {
+    list.removeAttribute("aria-busy");
+  }
+}
+
+async function setRemember(on) {
+  try {
+    await api("PATCH", collPath(), { json: { settings: { remember_unknown: on } } });
+    await loadUnknowns();
+  } catch (err) {
+    showError($("#unknowns-msg"), err);
+  }
+}
+
+function clusterCard(c, i) {
+  const samples = c.sample_urls.map((url, j) => {
+    const img = h("img", { alt: `Unknown face ${j + 1} of cluster ${i + 1}`, width: 72, height: 72 });
+    thumbnail(url).then((u) => { img.src = u; }, () => { img.alt = "Thumbnail unavailable"; });
+    return h("li", { class: "face" }, img);
+  });
+  const nameId = `cluster-name-${c.id}`;
+  const personId = `cluster-person-${c.id}`;
+  const name = h("input", { id: nameId, maxlength: 255, autocomplete: "off" });
+  const existing = h("input", { id: personId, maxlength: 255, autocomplete: "off", placeholder: "external id or per_…" });
+  const msg = h("div", { class: "card-msg msg", "aria-live": "polite" });
+  return h(
+    "li",
+    { class: "cluster card", "data-cluster-id": c.id },
+    h("ul", { class: "faces", "aria-label": `Faces of cluster ${i + 1}` }, samples),
+    h("h4", {}, `${c.size} face${c.size === 1 ? "" : "s"}`, h("span", { class: "visually-hidden" }, ` in cluster ${i + 1}`)),
+    h("p", { class: "muted" }, `First seen ${fmtWhen(c.first_seen)} · last seen ${fmtWhen(c.last_seen)}`),
+    h(
+      "form",
+      { class: "inline-tool", onsubmit: (ev) => nameCluster(ev, c, { name: name.value.trim() }, msg) },
+      h("label", { for: nameId }, "Name"),
+      name,
+      h("button", { type: "submit", class: "small" }, "Make a new person"),
+    ),
+    h(
+      "form",
+      { class: "inline-tool", onsubmit: (ev) => nameCluster(ev, c, { person: existing.value.trim() }, msg) },
+      h("label", { for: personId }, "Or add to a person"),
+      existing,
+      h("button", { type: "submit", class: "secondary small" }, "Add faces"),
+    ),
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "danger small", onclick: () => forgetCluster(c, msg) }, "Forget",
+        h("span", { class: "visually-hidden" }, ` cluster ${i + 1}`))),
+    msg,
+  );
+}
+
+async function nameCluster(ev, c, fields, msg) {
+  ev.preventDefault();
+  if ("person" in fields && !fields.person) {
+    showError(msg, localError("Type the person’s external id (or id) first."));
+    return;
+  }
+  try {
+    const made = await api("POST", `${collPath()}/unknowns/persons`, { json: { cluster: c.id, ...fields } });
+    await loadUnknowns();
+    showOk($("#unknowns-msg"), `${made.faces_added} face${made.faces_added === 1 ? "" : "s"} now belong to `,
+      h("strong", {}, personLabel(made.person)), ".");
+    refreshCounts();
+  } catch (err) {
+    showError(msg, err);
+  }
+}
+
+async function forgetCluster(c, msg) {
+  if (!(await confirmAction(`Forget these ${c.size} unknown face${c.size === 1 ? "" : "s"}?`, "Forget"))) return;
+  try {
+    await api("POST", `${collPath()}/unknowns/forget`, { json: { unknowns: c.members } });
+    await loadUnknowns();
+  } catch (err) {
+    showError(msg, err);
+  }
 }
 
 // --- drop zones -----------------------------------------------------------------------------
@@ -1065,6 +1311,7 @@ function start() {
   $("#create-collection").addEventListener("submit", createCollection);
   $("#enrol-form").addEventListener("submit", enrol);
   $("#persons-more").addEventListener("click", () => loadPersons(true));
+  $("#unknowns-refresh").addEventListener("click", () => loadUnknowns());
   let typing;
   $("#person-search").addEventListener("input", () => {
     clearTimeout(typing);
