@@ -185,7 +185,7 @@ def test_readme_walkthrough(tmp_path: Path, faces_dir: Path, capsys: pytest.Capt
             assert fs.identify("demo", probe)["matches"] == []
             fs.delete_collection("musicals")
             assert [c["name"] for c in fs.list_collections()["collections"]] == ["demo"]
-            assert fs.health()["counts"] == {"collections": 1, "faces": 1}
+            assert fs.health()["counts"] == {"collections": 1, "faces": 1, "negatives": 0, "unknown_faces": 0}
     finally:
         code = server.stop()
     # uvicorn shuts down cleanly on SIGTERM (closing the service), then re-raises the signal.
