@@ -445,6 +445,15 @@ class Match:
 
 
 @dataclass(frozen=True)
+class AmbiguousMatch:
+    """A person of a different-people pair that matched a query face together with the other."""
+
+    person: Person
+    similarity: float
+    distance: float
+
+
+@dataclass(frozen=True)
 class ThresholdRule:
     """Which rule set a search's cut-off: ``kind`` "threshold" (a similarity) or
     "max_false_positive_rate", its ``value``, and who set it: "request", "collection" or "pack"."""
@@ -467,9 +476,10 @@ class IdentifyResult:
     auto_enrolled_face_id: str | None = None
     created_person_id: str | None = None
     threshold_rule: ThresholdRule | None = None
-    #: Person ids of matches recorded as different people that both matched (best first): the
-    #: answer is one of them and the service cannot tell which. Empty when there is no such pair.
-    ambiguous: tuple[str, ...] = ()
+    #: Persons recorded as different people that both pass the cut-off for this face (best first;
+    #: a partner may be past ``top_k``): the answer is one of them and the service cannot tell
+    #: which. Empty when there is no such pair.
+    ambiguous: tuple[AmbiguousMatch, ...] = ()
     #: How many persons a "not this person" correction kept out of the matches.
     vetoed: int = 0
     #: The id of the remembered unknown face, when nobody matched and the collection remembers them.
@@ -483,7 +493,7 @@ class FaceResult:
     face: QueryFace
     crop: bytes  # JPEG
     matches: tuple[Match, ...]
-    ambiguous: tuple[str, ...] = ()  # as in IdentifyResult
+    ambiguous: tuple[AmbiguousMatch, ...] = ()  # as in IdentifyResult
     vetoed: int = 0  # as in IdentifyResult
     unknown_id: str | None = None  # the remembered unknown face (remember_unknown)
 

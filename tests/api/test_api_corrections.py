@@ -79,8 +79,10 @@ def test_different_people_merge_and_split(api: tuple[TestClient, dict[str, str]]
     assert c.post(P, headers=h, json=twin).status_code == 201
     r = c.post(f"{P}/alice/different", headers=h, json={"person": "eve"})
     assert [x["external_id"] for x in r.json()["data"]["persons"]] == ["eve"]
-    found = _identify(c, h, person_photo(*ALICE, 2), top_k=3)
-    assert len(found["ambiguous"]) == 2 and found["ambiguous"][0] == found["matches"][0]["person_id"]
+    found = _identify(c, h, person_photo(*ALICE, 2))  # top_k 1: one named, both reported
+    assert len(found["matches"]) == 1 and len(found["ambiguous"]) == 2
+    assert found["ambiguous"][0]["person_id"] == found["matches"][0]["person_id"]
+    assert {a["external_id"] for a in found["ambiguous"]} == {"alice", "eve"}
     assert_error(c.post(f"{P}/alice/merge", headers=h, json={"from": "eve"}), 409, "CONFLICT")
     assert c.delete(f"{P}/alice/different/eve", headers=h).status_code == 200
     assert c.get(f"{P}/alice/different", headers=h).json()["data"]["persons"] == []

@@ -115,7 +115,7 @@ def test_a_wrongly_enrolled_face_becomes_a_negative(svc: FaceSearch, staff: str)
 def test_different_people_matching_together_are_ambiguous(svc: FaceSearch) -> None:
     svc.create_collection("twins")
     svc.create_person("twins", external_id="ann", images=[person_photo(*ALICE, 0)])
-    svc.create_person("twins", external_id="eve", images=[person_photo(*ALICE, 4)])
+    svc.create_person("twins", external_id="eve", groups=["left"], images=[person_photo(*ALICE, 4)])
     svc.create_person("twins", external_id="bob", images=[person_photo(*BOB)])
     plain = svc.identify("twins", person_photo(*ALICE, 2), top_k=3)
     assert set(_names(plain)) == {"ann", "eve"} and plain.ambiguous == ()
@@ -123,13 +123,23 @@ def test_different_people_matching_together_are_ambiguous(svc: FaceSearch) -> No
     assert [p.external_id for p in others] == ["eve"]
     flagged = svc.identify("twins", person_photo(*ALICE, 2), top_k=3)
     assert set(_names(flagged)) == {"ann", "eve"}
-    assert list(flagged.ambiguous) == [m.person.id for m in flagged.matches]
+    assert [a.person.id for a in flagged.ambiguous] == [m.person.id for m in flagged.matches]
+    assert [a.similarity for a in flagged.ambiguous] == [m.similarity for m in flagged.matches]
+    # With the default top_k of 1 only one is named, and the other is still reported.
+    one = svc.identify("twins", person_photo(*ALICE, 2))
+    assert len(one.matches) == 1 and {a.person.external_id for a in one.ambiguous} == {"ann", "eve"}
+    assert one.ambiguous[0].person.id == one.matches[0].person.id
     group = face_photo(((*ALICE, 2), 10, 10, 80), ((*BOB, 0), 200, 10, 80))
-    faces = {f.face.box.left: f for f in svc.identify_all("twins", group, top_k=3).faces}
+    faces = {f.face.box.left: f for f in svc.identify_all("twins", group).faces}
     assert len(faces[10].ambiguous) == 2 and faces[200].ambiguous == ()
-    # Only one of them matching is no ambiguity; the record can be removed.
-    assert svc.identify("twins", person_photo(*ALICE, 2), top_k=1).ambiguous == ()
-    assert [p.external_id for p in svc.list_different("twins", "eve")] == ["ann"]
+    # The other one outside the searched groups, past the cut-off, or kept away by a negative: no ambiguity.
+    assert svc.identify("twins", person_photo(*ALICE, 2), groups=["default"]).ambiguous == ()
+    assert svc.identify("twins", person_photo(*ALICE, 0), threshold=0.9999).ambiguous == ()
+    svc.add_negative("twins", "eve", image=person_photo(*ALICE, 2, side=70))
+    assert svc.identify("twins", person_photo(*ALICE, 2)).ambiguous == ()
+    svc.set_different("twins", "bob", "eve")
+    assert svc.identify("twins", person_photo(*BOB)).ambiguous == ()
+    assert [p.external_id for p in svc.list_different("twins", "eve")] == ["ann", "bob"]
     svc.unset_different("twins", "eve", "ann")
     assert svc.identify("twins", person_photo(*ALICE, 2), top_k=3).ambiguous == ()
     with pytest.raises(ValidationError):

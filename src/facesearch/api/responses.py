@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from facesearch.domain import (
+    AmbiguousMatch,
     Box,
     Collection,
     DetectResult,
@@ -271,9 +272,29 @@ class Timed(BaseModel):
 
 
 AMBIGUOUS_DOC = (
-    "person ids of matches recorded as different people that both matched (best first): the face "
-    "is one of them and the service cannot tell which; empty when there is no such pair"
+    "persons recorded as different people that both pass the cut-off for this face, best first (one "
+    "may be past top_k): the face is one of them and the service cannot tell which; empty when none"
 )
+
+
+class AmbiguousOut(BaseModel):
+    person_id: str
+    external_id: str
+    name: str
+    similarity: float
+    distance: float
+
+    @classmethod
+    def of(cls, a: AmbiguousMatch) -> AmbiguousOut:
+        return cls(
+            person_id=a.person.id,
+            external_id=a.person.external_id,
+            name=a.person.name,
+            similarity=a.similarity,
+            distance=a.distance,
+        )
+
+
 VETOED_DOC = 'persons kept out of the matches by a "not this person" correction (negatives)'
 UNKNOWN_DOC = (
     "the id of the remembered unknown face (collection setting remember_unknown), when nobody matched"
@@ -287,7 +308,7 @@ class IdentifyOut(Timed):
     threshold_rule: ThresholdRuleOut | None = Field(None, description=RULE_DOC)
     auto_enrolled_face_id: str | None
     created_person_id: str | None
-    ambiguous: list[str] = Field(default_factory=list, description=AMBIGUOUS_DOC)
+    ambiguous: list[AmbiguousOut] = Field(default_factory=list, description=AMBIGUOUS_DOC)
     vetoed: int = Field(0, description=VETOED_DOC)
     unknown_id: str | None = Field(None, description=UNKNOWN_DOC)
 
@@ -300,7 +321,7 @@ class IdentifyOut(Timed):
             threshold_rule=ThresholdRuleOut.of(r.threshold_rule),
             auto_enrolled_face_id=r.auto_enrolled_face_id,
             created_person_id=r.created_person_id,
-            ambiguous=list(r.ambiguous),
+            ambiguous=[AmbiguousOut.of(a) for a in r.ambiguous],
             vetoed=r.vetoed,
             unknown_id=r.unknown_id,
             searched=r.searched,
@@ -313,7 +334,7 @@ class FaceResultOut(BaseModel):
     face: QueryFaceOut
     crop: str = Field(description="JPEG crop as base64")
     matches: list[MatchOut]
-    ambiguous: list[str] = Field(default_factory=list, description=AMBIGUOUS_DOC)
+    ambiguous: list[AmbiguousOut] = Field(default_factory=list, description=AMBIGUOUS_DOC)
     vetoed: int = Field(0, description=VETOED_DOC)
     unknown_id: str | None = Field(None, description=UNKNOWN_DOC)
 
@@ -323,7 +344,7 @@ class FaceResultOut(BaseModel):
             face=QueryFaceOut.of(f.face),
             crop=b64(f.crop) or "",
             matches=[MatchOut.of(m) for m in f.matches],
-            ambiguous=list(f.ambiguous),
+            ambiguous=[AmbiguousOut.of(a) for a in f.ambiguous],
             vetoed=f.vetoed,
             unknown_id=f.unknown_id,
         )

@@ -367,19 +367,17 @@ def identify(
     for m in r.matches:
         label = m.person.name or m.person.external_id
         typer.echo(f"{m.rank}. {label} ({m.person.external_id})  similarity {m.similarity:.3f}{_strength(m)}")
-    typer.echo(_corrections_text(r.matches, r.ambiguous, r.vetoed, r.unknown_id), nl=False)
+    typer.echo(_corrections_text(r.ambiguous, r.vetoed, r.unknown_id), nl=False)
 
 
-def _corrections_text(
-    matches: Any, ambiguous: Any, vetoed: int, unknown_id: str | None, indent: str = ""
-) -> str:
+def _corrections_text(ambiguous: Any, vetoed: int, unknown_id: str | None, indent: str = "") -> str:
     """Lines on what the corrections did to an answer (empty when nothing)."""
     out = []
     if ambiguous:
-        names = {m.person.id: m.person.external_id for m in matches}
+        who = ", ".join(f"{a.person.external_id} ({a.similarity:.3f})" for a in ambiguous)
         out.append(
-            f"{indent}Ambiguous: {', '.join(names.get(p, p) for p in ambiguous)} are recorded as different "
-            "people and all match: the service cannot tell which one this is."
+            f"{indent}Ambiguous: {who} are recorded as different people and all match: "
+            "the service cannot tell which one this is."
         )
     if vetoed:
         out.append(f"{indent}{vetoed} person(s) left out: this face was recorded as not being them.")
@@ -429,10 +427,10 @@ def identify_all(
         where = f"face at ({b.left}, {b.top}) {b.width}x{b.height} px"
         if not f.matches:
             typer.echo(f"  {where}: unknown")
-            typer.echo(_corrections_text((), (), f.vetoed, f.unknown_id, "    "), nl=False)
+            typer.echo(_corrections_text((), f.vetoed, f.unknown_id, "    "), nl=False)
             continue
         m = f.matches[0]
         label = m.person.name or m.person.external_id
         sim = f"similarity {m.similarity:.3f}{_strength(m)}"
         typer.echo(f"  {where}: {label} ({m.person.external_id})  {sim}")
-        typer.echo(_corrections_text(f.matches, f.ambiguous, f.vetoed, None, "    "), nl=False)
+        typer.echo(_corrections_text(f.ambiguous, f.vetoed, None, "    "), nl=False)

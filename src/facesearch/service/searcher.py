@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from facesearch.domain import (
+    AmbiguousMatch,
     Collection,
     DetectResult,
     FaceObservation,
@@ -230,21 +231,73 @@ class Searcher:
                 negatives.update(self.store.negatives_of(fresh))
         return [h for h in hits if h.person_id not in barred][:k], len(barred)  # pragma: no cover
 
-    def _ambiguous(self, per_face: Sequence[Sequence[Hit]]) -> list[tuple[str, ...]]:
-        """For each face: the matched persons recorded as different people from another matched
-        person of that face (public ids, best first). One query for every face."""
-        candidates = {h.person_id for hits in per_face if len({x.person_id for x in hits}) > 1 for h in hits}
-        pairs = self.store.distinct_among(sorted(candidates)) if len(candidates) > 1 else set()
+    @staticmethod
+    def _person_distance(query: np.ndarray, faces: np.ndarray, template: bool) -> float:
+        """A person's distance to a query face as the index scores it: their template (the mean
+        of their faces, renormalised for unit embeddings) with ``template`` and 2+ faces, else
+        their nearest face."""
+        if template and len(faces) >= 2:
+            mean = faces.astype(np.float64).mean(axis=0)
+            if bool(np.all(np.abs(np.linalg.norm(faces, axis=1) - 1.0) <= 4e-3)):
+                mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            return float(np.linalg.norm(mean - query))
+        return float(np.min(np.linalg.norm(faces - query, axis=1)))
+
+    def _ambiguous(
+        self,
+        pack: ModelPack,
+        per_face: Sequence[tuple[np.ndarray, Sequence[Hit]]],
+        max_distance: float | None,
+        *,
+        templates: bool,
+        groups: Sequence[str] | None,
+    ) -> list[tuple[AmbiguousMatch, ...]]:
+        """For each face: the persons of a different-people pair that both pass the cut-off, one
+        of them among the matches (the other may be past top_k, so it is scored here as the index
+        would score it, its group filter and negatives applied). One query when nobody matched
+        has such a record."""
+        empty: list[tuple[AmbiguousMatch, ...]] = [() for _ in per_face]
+        matched = {h.person_id for _, hits in per_face for h in hits}
+        pairs = self.store.distinct_pairs_of(matched) if matched else set()
         if not pairs:
-            return [() for _ in per_face]
+            return empty
         involved = {p for pair in pairs for p in pair}
-        uids = self.store.get_persons_by_ids(involved)
-        out: list[tuple[str, ...]] = []
-        for hits in per_face:
-            order = list(dict.fromkeys(h.person_id for h in hits))
-            here = set(order)
-            flagged = {p for a, b in pairs if a in here and b in here for p in (a, b)}
-            out.append(tuple(uids[p].id for p in order if p in flagged and p in uids))
+        faces = self.store.embeddings_by_person(involved)
+        negatives = self.store.negatives_of(involved)
+        persons = self.store.get_persons_by_ids(involved)
+        wanted = set(groups) if groups else None
+        out: list[tuple[AmbiguousMatch, ...]] = []
+        for query, hits in per_face:
+            here = {h.person_id: h.distance for h in hits}
+
+            def passes(pid: int, here: dict[int, float] = here, query: np.ndarray = query) -> float | None:
+                if pid in here:
+                    return here[pid]
+                person, own = persons.get(pid), faces.get(pid)
+                if person is None or own is None or (wanted is not None and not wanted & set(person.groups)):
+                    return None
+                d = self._person_distance(query, own, templates)
+                if max_distance is not None and d > max_distance:
+                    return None
+                negs = negatives.get(pid)
+                if negs is not None and float(np.min(np.linalg.norm(negs - query, axis=1))) < d:
+                    return None  # this face was recorded as not being them
+                return d
+
+            flagged: dict[int, float] = {}
+            for a, b in pairs:
+                if a not in here and b not in here:
+                    continue
+                da, db = passes(a), passes(b)
+                if da is not None and db is not None:
+                    flagged[a], flagged[b] = da, db
+            out.append(
+                tuple(
+                    AmbiguousMatch(persons[p], round(pack.similarity(d), 6), round(d, 6))
+                    for p, d in sorted(flagged.items(), key=lambda kv: kv[1])
+                    if p in persons
+                )
+            )
         return out
 
     def _remember(self, coll: Collection, faces: Sequence[FaceObservation], source: str) -> list[str]:
@@ -289,7 +342,7 @@ class Searcher:
         rule = self._rule(first, pack, options)
         names = {c.pk: c.name for c in colls}
         vetoed = 0
-        ambiguous: tuple[str, ...] = ()
+        ambiguous: tuple[AmbiguousMatch, ...] = ()
 
         def find() -> tuple[tuple[Match, ...], int, float, float]:
             nonlocal vetoed, ambiguous
@@ -312,7 +365,13 @@ class Searcher:
             hits, barred = self._vetted(found.embedding, options.top_k, run(options.top_k), run)
             search_ms = (time.perf_counter() - t0) * 1000
             vetoed = barred
-            ambiguous = self._ambiguous([hits])[0]
+            ambiguous = self._ambiguous(
+                pack,
+                [(found.embedding, hits)],
+                max_distance,
+                templates=first.setting("person_score") == "template",
+                groups=options.groups,
+            )[0]
             matches = self._matches(
                 hits,
                 pack,
@@ -405,7 +464,13 @@ class Searcher:
 
             vetted.append(self._vetted(f.embedding, options.top_k, list(hits), run))
         search_ms = (time.perf_counter() - t0) * 1000
-        ambiguous = self._ambiguous([hits for hits, _ in vetted])
+        ambiguous = self._ambiguous(
+            pack,
+            [(f.embedding, hits) for f, (hits, _) in zip(analysis.faces, vetted, strict=True)],
+            max_distance,
+            templates=coll.setting("person_score") == "template",
+            groups=options.groups,
+        )
         recognised: list[FaceResult] = []
         unknown: list[tuple[FaceObservation, FaceResult]] = []
         for f, crop, (hits, barred), pair in zip(

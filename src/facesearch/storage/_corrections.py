@@ -217,16 +217,19 @@ class CorrectionsMixin(StoreBase):
             groups = self._groups_of(s, [r.id for r in rows])
             return [self._to_person(r, coll.uid, groups[r.id]) for r in rows]
 
-    def distinct_among(self, person_ids: Sequence[int]) -> set[tuple[int, int]]:
-        """The recorded different-people pairs (low pk, high pk) among these persons."""
+    def distinct_pairs_of(self, person_ids: Iterable[int]) -> set[tuple[int, int]]:
+        """The recorded different-people pairs (low pk, high pk) that involve any of these persons."""
         ids = sorted({int(p) for p in person_ids})
-        if len(ids) < 2:
-            return set()
+        out: set[tuple[int, int]] = set()
+        if not ids:
+            return out
         with self._read() as s:
-            stmt = select(DbDistinct.person_a, DbDistinct.person_b).where(
-                DbDistinct.person_a.in_(ids), DbDistinct.person_b.in_(ids)
-            )
-            return {(int(a), int(b)) for a, b in s.execute(stmt)}
+            for part in chunks(ids):
+                stmt = select(DbDistinct.person_a, DbDistinct.person_b).where(
+                    or_(DbDistinct.person_a.in_(part), DbDistinct.person_b.in_(part))
+                )
+                out.update((int(a), int(b)) for a, b in s.execute(stmt))
+        return out
 
     # --- merge and split ----------------------------------------------------------
 

@@ -238,6 +238,24 @@ class FacesMixin(StoreBase):
             return np.empty((0, 0), dtype=np.float32)
         return decode_embeddings([r[1] for r in rows], int(rows[0][0]))
 
+    def embeddings_by_person(self, person_ids: Iterable[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """Each person's face embeddings (primary keys; an (n, dim) matrix, oldest first); persons
+        without faces are left out."""
+        wanted = list(dict.fromkeys(int(p) for p in person_ids))
+        found: dict[int, list[bytes]] = {}
+        dims: dict[int, int] = {}
+        with self._read() as s:
+            for part in chunks(wanted):
+                stmt = (
+                    select(DbFace.person_id, DbFace.dim, DbFace.embedding)
+                    .where(DbFace.person_id.in_(part))
+                    .order_by(DbFace.id)
+                )
+                for pid, dim, emb in s.execute(stmt):
+                    found.setdefault(pid, []).append(emb)
+                    dims[pid] = int(dim)
+        return {pid: decode_embeddings(blobs, dims[pid]) for pid, blobs in found.items()}
+
     def face_embedding(self, ref: Ref) -> npt.NDArray[np.float32]:
         """The embedding of one stored face (uid or primary key)."""
         with self._read() as s:

@@ -1008,13 +1008,12 @@ function matchCard(m, i, threshold, onNotThis) {
 }
 
 /** Notes on what the corrections did to an answer: ambiguous pairs, left-out persons, remembered unknowns. */
-function correctionNotes(d, matches) {
-  const names = new Map(matches.map((m) => [m.person_id, m.name || m.external_id]));
+function correctionNotes(d) {
   return [
     d.ambiguous && d.ambiguous.length
       ? h("p", { class: "warn ambiguous", role: "note" },
-        `Ambiguous: ${d.ambiguous.map((id) => names.get(id) || id).join(" and ")} are recorded as different people ` +
-          "and all match this face: the service cannot tell which one it is.")
+        `Ambiguous: ${d.ambiguous.map((a) => `${a.name || a.external_id} (similarity ${a.similarity.toFixed(3)})`).join(" and ")} ` +
+          "are recorded as different people and all match this face: the service cannot tell which one it is.")
       : null,
     d.vetoed
       ? h("p", { class: "muted vetoed" }, `${d.vetoed} person${d.vetoed === 1 ? " was" : "s were"} left out: this face was marked as not being them.`)
@@ -1081,7 +1080,7 @@ async function runIdentify() {
       ? h("ol", { class: "matches", "aria-label": "Matches" },
         d.matches.map((m, i) => matchCard(m, i, d.threshold, (x) => notThisPerson(x, file))))
       : h("p", { class: "nomatch" }, `Unknown: nobody in this collection passes the ${ruleText(d)}.`);
-    status.replaceWith(h("h4", {}, "Matches"), ...correctionNotes(d, d.matches).filter(Boolean), list, timings(d, ms));
+    status.replaceWith(h("h4", {}, "Matches"), ...correctionNotes(d).filter(Boolean), list, timings(d, ms));
   } catch (err) {
     status.replaceWith(errorBox(err));
   } finally {
@@ -1147,7 +1146,7 @@ function foundFace(f, i, threshold) {
       f.matches.length > 1
         ? h("p", { class: "muted" }, "Also: ", f.matches.slice(1).map((m) => `${m.name || m.external_id} (${m.similarity.toFixed(3)})`).join(", "))
         : null,
-      correctionNotes(f, f.matches),
+      correctionNotes(f),
     ),
   );
 }
