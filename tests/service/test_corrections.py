@@ -263,6 +263,18 @@ def test_unknown_faces_are_purged_after_the_retention(svc: FaceSearch, staff: st
         svc.unknown_clusters(staff, limit=10**6)
 
 
+def test_unknown_faces_are_capped_per_collection(
+    svc: FaceSearch, staff: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facesearch.storage import _unknowns
+
+    monkeypatch.setattr(_unknowns, "MAX_UNKNOWNS_PER_COLLECTION", 3)
+    svc.update_collection(staff, settings={"remember_unknown": True})
+    ids = [svc.identify(staff, person_photo(90 + 10 * i, 100)).unknown_id for i in range(5)]
+    clusters, held = svc.unknown_clusters(staff)
+    assert held == 3 and {m for c in clusters for m in c.members} == set(ids[2:])  # the oldest went first
+
+
 def test_deleting_the_collection_forgets_everything(svc: FaceSearch, staff: str) -> None:
     svc.update_collection(staff, settings={"remember_unknown": True})
     svc.identify(staff, person_photo(*STRANGER))

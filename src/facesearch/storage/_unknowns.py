@@ -21,6 +21,8 @@ from facesearch.storage.tables import DbCollection, DbFace, DbPerson, DbUnknown,
 
 #: At most this many unknown faces are named in one call that turns them into a person.
 MAX_UNKNOWNS_PER_CALL = 1000
+#: At most this many unknown faces are kept per collection: past it the oldest are forgotten first.
+MAX_UNKNOWNS_PER_COLLECTION = 100_000
 _NO_SYNC = {"synchronize_session": False}
 
 
@@ -91,7 +93,24 @@ class UnknownsMixin(StoreBase):
                 s.add(row)
                 out.append(row.uid)
             s.flush()
+            self._cap(s, coll.id)
             return out
+
+    @staticmethod
+    def _cap(s: Session, collection_pk: int) -> None:
+        """Forget the oldest unknown faces past MAX_UNKNOWNS_PER_COLLECTION (inside the write)."""
+        keep_from = s.scalar(
+            select(DbUnknown.id)
+            .where(DbUnknown.collection_id == collection_pk)
+            .order_by(DbUnknown.id.desc())
+            .offset(MAX_UNKNOWNS_PER_COLLECTION)
+            .limit(1)
+        )
+        if keep_from is not None:
+            s.execute(
+                delete(DbUnknown).where(DbUnknown.collection_id == collection_pk, DbUnknown.id <= keep_from),
+                execution_options=_NO_SYNC,
+            )
 
     @staticmethod
     def _purge(s: Session, collection_pk: int, retention_days: int) -> int:

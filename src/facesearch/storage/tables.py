@@ -215,6 +215,7 @@ class DbUnknown(Base):
     __tablename__ = "unknown_faces"
     __table_args__ = (
         Index("ix_unknown_faces_collection_id_seen_at", "collection_id", "seen_at"),
+        Index("ix_unknown_faces_collection_id_id", "collection_id", "id"),
         {"sqlite_autoincrement": True},
     )
 

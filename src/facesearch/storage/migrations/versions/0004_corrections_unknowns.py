@@ -92,6 +92,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_unknown_faces_uid", "unknown_faces", ["uid"], unique=True)
     op.create_index("ix_unknown_faces_collection_id_seen_at", "unknown_faces", ["collection_id", "seen_at"])
+    op.create_index("ix_unknown_faces_collection_id_id", "unknown_faces", ["collection_id", "id"])
 
 
 def downgrade() -> None:
