@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
@@ -34,13 +34,17 @@ from facesearch.storage.tables import (
     new_uid,
 )
 
+if TYPE_CHECKING:
+    from facesearch.storage.records import NewFace
+
 # A ref is an integer primary key or a public string (a uid, or a collection's name).
 Ref = int | str
 
 _CHUNK = 500
+T = TypeVar("T")
 
 
-def chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
+def chunks(ids: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     """Slices of ``ids`` small enough for one ``IN (...)``."""
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
@@ -68,6 +72,14 @@ def check_text(value: Any, field: str, max_len: int, *, allow_empty: bool = True
 
 class StoreBase:
     """Sessions and helpers shared by the Store's parts."""
+
+    if TYPE_CHECKING:  # defined by one part of the combined Store (repository.py), used by others
+
+        def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace: ...
+
+        def _external_id_taken(self, s: Session, coll: DbCollection, external_id: str) -> None: ...
+
+        def _log_groups(self, s: Session, coll_id: int, person_id: int, groups: tuple[str, ...]) -> None: ...
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

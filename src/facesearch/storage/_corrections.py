@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
 
 from facesearch.domain import Negative, Person, check_label, check_metadata, face_limit_reached
 from facesearch.errors import Conflict, NotFound, ValidationError
@@ -21,12 +20,10 @@ from facesearch.storage.records import (
     OP_REMOVE_FACE,
     OP_REMOVE_NEGATIVE,
     OP_REMOVE_PERSON,
-    NewFace,
     decode_embeddings,
     encode_embedding,
 )
 from facesearch.storage.tables import (
-    DbCollection,
     DbDistinct,
     DbFace,
     DbMembership,
@@ -50,14 +47,6 @@ def _pair(a: int, b: int) -> tuple[int, int]:
 
 class CorrectionsMixin(StoreBase):
     """Negatives, distinct pairs, merge and split (see the module docstring)."""
-
-    if TYPE_CHECKING:  # provided by the other mixins in the combined Store
-
-        def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace: ...
-
-        def _external_id_taken(self, s: Session, coll: DbCollection, external_id: str) -> None: ...
-
-        def _log_groups(self, s: Session, coll_id: int, person_id: int, groups: tuple[str, ...]) -> None: ...
 
     @staticmethod
     def _to_negative(row: DbNegative, person_uid: str, collection_uid: str) -> Negative:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
@@ -45,10 +45,6 @@ class PersonsMixin(StoreBase):
     """Persons and groups of a collection."""
 
     # --- persons ------------------------------------------------------------------
-
-    if TYPE_CHECKING:  # provided by FacesMixin in the combined Store
-
-        def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace: ...
 
     def _external_id_taken(self, s: Session, coll: DbCollection, external_id: str) -> None:
         stmt = select(DbPerson.id).where(

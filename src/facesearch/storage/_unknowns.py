@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,7 @@ from facesearch.domain import Box, Person, UnknownFace, check_label, check_metad
 from facesearch.errors import NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, chunks
 from facesearch.storage.records import NewFace, decode_embeddings, encode_embedding
-from facesearch.storage.tables import DbCollection, DbFace, DbPerson, DbUnknown, new_uid, utcnow
+from facesearch.storage.tables import DbFace, DbPerson, DbUnknown, new_uid, utcnow
 
 #: At most this many unknown faces are named in one call that turns them into a person.
 MAX_UNKNOWNS_PER_CALL = 1000
@@ -50,14 +50,6 @@ class UnknownSet:
 
 class UnknownsMixin(StoreBase):
     """Remembered unknown faces: add (with purge), read for clustering, name, delete."""
-
-    if TYPE_CHECKING:  # provided by the other mixins in the combined Store
-
-        def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace: ...
-
-        def _external_id_taken(self, s: Session, coll: DbCollection, external_id: str) -> None: ...
-
-        def _log_groups(self, s: Session, coll_id: int, person_id: int, groups: tuple[str, ...]) -> None: ...
 
     @staticmethod
     def _to_unknown(row: DbUnknown, collection_uid: str) -> UnknownFace:
@@ -157,7 +149,7 @@ class UnknownsMixin(StoreBase):
         with self._read() as s:
             coll = self._collection(s, collection_id)
             out: list[UnknownFace] = []
-            for part in chunks(list(dict.fromkeys(ids))):  # type: ignore[arg-type]
+            for part in chunks(list(dict.fromkeys(ids))):
                 stmt = select(DbUnknown).where(DbUnknown.collection_id == coll.id, DbUnknown.uid.in_(part))
                 out.extend(self._to_unknown(r, coll.uid) for r in s.scalars(stmt))
             return sorted(out, key=lambda u: u.seen_at, reverse=True)
@@ -179,7 +171,7 @@ class UnknownsMixin(StoreBase):
         with self._write() as s:
             coll = self._collection(s, collection_id)
             gone = 0
-            for part in chunks(list(dict.fromkeys(ids))):  # type: ignore[arg-type]
+            for part in chunks(list(dict.fromkeys(ids))):
                 result = s.execute(
                     delete(DbUnknown).where(DbUnknown.collection_id == coll.id, DbUnknown.uid.in_(part)),
                     execution_options=_NO_SYNC,
@@ -210,9 +202,9 @@ class UnknownsMixin(StoreBase):
         with self._write() as s:
             coll = self._collection(s, collection_id)
             rows: list[DbUnknown] = []
-            for part in chunks(wanted):  # type: ignore[arg-type]
+            for part in chunks(wanted):
                 stmt = select(DbUnknown).where(DbUnknown.collection_id == coll.id, DbUnknown.uid.in_(part))
-                rows.extend(s.scalars(stmt.options()))
+                rows.extend(s.scalars(stmt))
             missing = sorted(set(wanted) - {r.uid for r in rows})
             if missing:
                 raise NotFound(
@@ -253,8 +245,8 @@ class UnknownsMixin(StoreBase):
                 )
                 self._insert_face(s, coll, target, new)
                 added += 1
-            for part in chunks([r.id for r in rows]):
-                s.execute(delete(DbUnknown).where(DbUnknown.id.in_(part)), execution_options=_NO_SYNC)
+            for pks in chunks([r.id for r in rows]):
+                s.execute(delete(DbUnknown).where(DbUnknown.id.in_(pks)), execution_options=_NO_SYNC)
             s.flush()
             person_out = self._to_person(target, coll.uid, groups_now, self._faces_of(s, target, coll.uid))
-            return replace(person_out), added
+            return person_out, added
