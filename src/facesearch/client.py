@@ -409,6 +409,12 @@ class Client:
         )
         return result
 
+    def list_unknowns(self, collection: str, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """A page of remembered unknown faces (``unknowns``, ``next_cursor``), newest first."""
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        result: dict[str, Any] = self._call("GET", f"/collections/{_seg(collection)}/unknowns", params=params)
+        return result
+
     def name_unknowns(self, collection: str, **fields: Any) -> dict[str, Any]:
         """Turn a ``cluster`` or listed ``unknowns`` into a new person or into ``person``."""
         path = f"/collections/{_seg(collection)}/unknowns/persons"

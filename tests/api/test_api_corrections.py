@@ -115,6 +115,12 @@ def test_unknown_faces_over_http(api: tuple[TestClient, dict[str, str]]) -> None
     group = face_photo(((*STRANGER, 2), 10, 10, 80), ((*BOB, 0), 200, 10, 80))
     r = c.post("/v1/collections/staff/identify-all", headers=h, json={"image_base64": _b64(group)})
     assert r.json()["data"]["unrecognized"][0]["unknown_id"].startswith("unk_")
+    page = c.get("/v1/collections/staff/unknowns?limit=2", headers=h).json()["data"]
+    assert len(page["unknowns"]) == 2 and page["unknowns"][0]["source"] == "identify_all"
+    assert all(len(u["request_id"]) == 32 for u in page["unknowns"])
+    rest = c.get(f"/v1/collections/staff/unknowns?cursor={page['next_cursor']}", headers=h).json()["data"]
+    assert [u["id"] for u in rest["unknowns"]] == [ids[0]] and rest["next_cursor"] is None
+    assert r.headers["x-request-id"] == page["unknowns"][0]["request_id"]
     listing = c.get("/v1/collections/staff/unknowns/clusters", headers=h).json()["data"]
     assert listing["unknown_faces"] == 3 and listing["clustered"] == 3
     top = listing["clusters"][0]

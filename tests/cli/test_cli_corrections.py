@@ -62,6 +62,8 @@ def test_corrections_and_unknowns_from_the_command_line(cli: Cli, tmp_path: Path
     # Unknown faces: Kit Harington is seen twice, clustered, and named in one command.
     for photo in ("john1.jpeg", "john2.jpeg"):
         assert ok(cli, data, "identify", people / "kit_harington" / photo, "-c", "staff")["unknown_id"]
+    listed = ok(cli, data, "unknowns", "list", "-c", "staff")["unknowns"]
+    assert [u["source"] for u in listed] == ["identify", "identify"] and listed[0]["request_id"] is None
     clusters = ok(cli, data, "unknowns", "clusters", "-c", "staff")
     assert clusters["unknown_faces"] == 2 and [c["size"] for c in clusters["clusters"]] == [2]
     text = cli("unknowns", "clusters", "-c", "staff", "--data-dir", data)

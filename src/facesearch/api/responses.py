@@ -29,6 +29,7 @@ from facesearch.domain import (
     QueryFace,
     ThresholdRule,
     UnknownCluster,
+    UnknownFace,
     VerifyResult,
 )
 from facesearch.storage.records import ApiKeyRecord
@@ -576,6 +577,35 @@ class UnknownClusterOut(BaseModel):
             samples=list(c.samples),
             sample_urls=[f"/v1/collections/{collection}/unknowns/{u}/image" for u in c.samples],
         )
+
+
+class UnknownFaceOut(BaseModel):
+    id: str
+    collection_id: str
+    box: BoxOut
+    quality: dict[str, Any]
+    source: str = Field(description="identify or identify_all")
+    request_id: str | None = Field(description="the X-Request-ID of the search that saw it")
+    seen_at: datetime
+    image_url: str
+
+    @classmethod
+    def of(cls, u: UnknownFace) -> UnknownFaceOut:
+        return cls(
+            id=u.id,
+            collection_id=u.collection_id,
+            box=BoxOut.of(u.box),
+            quality=dict(u.quality),
+            source=u.source,
+            request_id=u.request_id,
+            seen_at=u.seen_at,
+            image_url=f"/v1/collections/{u.collection_id}/unknowns/{u.id}/image",
+        )
+
+
+class UnknownFaceList(BaseModel):
+    unknowns: list[UnknownFaceOut]
+    next_cursor: str | None
 
 
 class UnknownClusterList(BaseModel):

@@ -199,6 +199,36 @@ def unknowns_clusters(
         )
 
 
+@unknowns_app.command("list")
+@handle_errors
+def unknowns_list(
+    collection: CollectionOpt,
+    limit: Annotated[int, typer.Option(help="page size, 1-1000")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="cursor printed by the previous page")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Remembered unknown faces, newest first, with when and by which request each was seen.
+    Example: facesearch unknowns list -c staff"""
+    from facesearch.api.responses import UnknownFaceOut
+
+    found, next_cursor = with_service(
+        data_dir, lambda svc: svc.list_unknowns(collection, limit=limit, cursor=cursor)
+    )
+    if as_json:
+        page = [UnknownFaceOut.of(u).model_dump(mode="json") for u in found]
+        print_json({"unknowns": page, "next_cursor": next_cursor})
+        return
+    for u in found:
+        b = u.box
+        typer.echo(
+            f"{u.id}  {u.seen_at:%Y-%m-%d %H:%M}  {u.source:12} {b.width}x{b.height} px  "
+            f"{u.request_id or '-'}"
+        )
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")
+
+
 @unknowns_app.command("name")
 @handle_errors
 def unknowns_name(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from facesearch.domain import Collection, Negative, Person, UnknownCluster
+from facesearch.domain import Collection, Negative, Person, UnknownCluster, UnknownFace
 from facesearch.errors import NotFound, ValidationError
 from facesearch.imaging import thumbnail_jpeg
 from facesearch.pipeline import AnalyseOptions
@@ -237,6 +237,14 @@ class Corrections:
         )
         self.follower.after_write()
         return result
+
+    def list_unknowns(
+        self, collection: CollectionRef, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[UnknownFace], str | None]:
+        """A page of remembered unknown faces, newest first (with time, source and request id)."""
+        coll = self.catalogue.resolve(collection)
+        self.store.purge_unknowns(coll.pk, self._retention(coll))
+        return self.store.list_unknowns(coll.pk, limit, cursor)
 
     def forget_unknowns(self, collection: CollectionRef, unknowns: Sequence[str]) -> int:
         """Forget these unknown faces now (before their retention ends); how many there were."""

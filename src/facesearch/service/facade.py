@@ -176,6 +176,7 @@ class FaceSearch:
     split_person = forward("corrections", Corrections.split_person)
     unknown_clusters = forward("corrections", Corrections.unknown_clusters)
     name_unknowns = forward("corrections", Corrections.name_unknowns)
+    list_unknowns = forward("corrections", Corrections.list_unknowns)
     forget_unknowns = forward("corrections", Corrections.forget_unknowns)
     unknown_image = forward("corrections", Corrections.unknown_image)
 

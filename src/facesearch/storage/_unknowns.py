@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from facesearch.domain import Box, Person, UnknownFace, check_label, check_metadata, face_limit_reached
 from facesearch.errors import NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, check_json_object, chunks
-from facesearch.storage.records import NewFace, decode_embeddings, encode_embedding
+from facesearch.storage.records import (
+    NewFace,
+    decode_cursor,
+    decode_embeddings,
+    encode_cursor,
+    encode_embedding,
+)
 from facesearch.storage.tables import DbFace, DbPerson, DbUnknown, new_uid, utcnow
 
 #: At most this many unknown faces are named in one call that turns them into a person.
@@ -144,15 +150,22 @@ class UnknownsMixin(StoreBase):
             decode_embeddings([r[3] for r in rows], int(rows[0][2])),
         )
 
-    def get_unknowns(self, collection_id: Ref, ids: Sequence[str]) -> list[UnknownFace]:
-        """These unknown faces of the collection (missing ones left out), newest first."""
+    def list_unknowns(
+        self, collection_id: Ref, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[UnknownFace], str | None]:
+        """One page of the collection's unknown faces, newest first, and the next page's cursor."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError("limit must be from 1 to 1000", field="limit")
         with self._read() as s:
             coll = self._collection(s, collection_id)
-            out: list[UnknownFace] = []
-            for part in chunks(list(dict.fromkeys(ids))):
-                stmt = select(DbUnknown).where(DbUnknown.collection_id == coll.id, DbUnknown.uid.in_(part))
-                out.extend(self._to_unknown(r, coll.uid) for r in s.scalars(stmt))
-            return sorted(out, key=lambda u: u.seen_at, reverse=True)
+            stmt = select(DbUnknown).where(DbUnknown.collection_id == coll.id)
+            if cursor:
+                stmt = stmt.where(DbUnknown.id < decode_cursor(cursor))
+            rows = list(s.scalars(stmt.order_by(DbUnknown.id.desc()).limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            page = [self._to_unknown(r, coll.uid) for r in rows]
+            return page, encode_cursor(rows[-1].id) if more else None
 
     def unknown_thumbnail(self, collection_id: Ref, unknown: str) -> bytes:
         """The thumbnail of a remembered unknown face; NotFound when gone."""

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, WriteKey, allowed_collection
+from facesearch.api.deps import (
+    Cursor,
+    ImageBody,
+    ImageRequest,
+    Limit,
+    ReadKey,
+    ServiceDep,
+    WriteKey,
+    allowed_collection,
+)
 from facesearch.api.errors import success
 from facesearch.api.responses import (
     ERROR_RESPONSES,
@@ -22,6 +31,8 @@ from facesearch.api.responses import (
     PersonOut,
     UnknownClusterList,
     UnknownClusterOut,
+    UnknownFaceList,
+    UnknownFaceOut,
 )
 from facesearch.api.schemas import (
     DifferentCreate,
@@ -209,6 +220,20 @@ def unknown_clusters(
             "clustered": min(held, limit),
         }
     )
+
+
+@router.get(
+    "/collections/{collection}/unknowns",
+    response_model=Envelope[UnknownFaceList],
+    summary="List unknown faces",
+)
+def list_unknowns(
+    collection: str, p: ReadKey, svc: ServiceDep, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    """A page of remembered unknown faces, newest first: when, by which kind of search and which
+    request (`request_id`, the search's X-Request-ID) each was seen, with its box and quality."""
+    found, next_cursor = svc.list_unknowns(allowed_collection(svc, p, collection), limit=limit, cursor=cursor)
+    return success({"unknowns": [UnknownFaceOut.of(u) for u in found], "next_cursor": next_cursor})
 
 
 @router.get("/collections/{collection}/unknowns/{unknown}/image", responses=JPEG, summary="An unknown face")
