@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     url_allow_private: bool = False
     url_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
+    # The audit log (every HTTP request that searches or changes something): days kept.
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+
     # CPU work.
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0, le=64)
 

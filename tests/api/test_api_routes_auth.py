@@ -51,6 +51,7 @@ DOCUMENTED = OPEN | {
     ("DELETE", "/v1/collections/{collection}/persons/{person}/different/{other}"),
     ("POST", "/v1/collections/{collection}/persons/{person}/merge"),
     ("POST", "/v1/collections/{collection}/persons/{person}/split"),
+    ("GET", "/v1/audit"),
     ("GET", "/v1/collections/{collection}/unknowns"),
     ("GET", "/v1/collections/{collection}/unknowns/clusters"),
     ("GET", "/v1/collections/{collection}/unknowns/{unknown}/image"),

@@ -28,6 +28,7 @@ TABLES = {
     "distinct_persons",
     "person_redirects",
     "unknown_faces",
+    "audit_log",
 }
 
 
@@ -37,7 +38,7 @@ def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     migrate(engine)
     assert path.exists()
     assert TABLES <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     engine.dispose()
 
 

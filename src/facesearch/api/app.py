@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from facesearch import __version__
+from facesearch.api.audit import AuditMiddleware
 from facesearch.api.errors import install_error_handlers
 from facesearch.api.limits import BodySizeLimitMiddleware
 from facesearch.api.routes import ROUTERS
@@ -105,6 +106,7 @@ def create_app(
     app.state.auth = Authenticator(svc.store)
     app.state.fetcher = fetcher or UrlFetcher(settings)
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware, store_of=lambda: svc.store)  # outside the request ids
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")

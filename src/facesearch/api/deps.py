@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from facesearch.api import audit
 from facesearch.api.schemas import Params
 from facesearch.api.security import Action, Authenticator, Principal
 from facesearch.api.urlfetch import UrlFetcher
@@ -54,6 +55,7 @@ def _principal(action: Action) -> Callable[..., Principal]:
     ) -> Principal:
         auth = cast(Authenticator, request.app.state.auth)
         caller = auth.authenticate(request)
+        audit.note(key_id=caller.key_id)  # also when the role is refused below
         caller.require(action)
         return caller
 
@@ -82,6 +84,7 @@ def allowed_collection(svc: FaceSearch, caller: Principal, ref: str) -> Collecti
         raise Forbidden(
             "this API key is not allowed to use this collection", details={"collection": ref}
         ) from None
+    audit.note(collection_id=coll.id)
     caller.check_collection(coll.id, ref)
     return coll
 

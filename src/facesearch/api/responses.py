@@ -621,3 +621,43 @@ class NamedUnknownsOut(BaseModel):
 
 class ForgottenOut(BaseModel):
     forgotten: int
+
+
+# --- the audit log ------------------------------------------------------------------------------
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    key_id: str | None = Field(description="the key's id (key_...), never the key")
+    collection_id: str | None
+    operation: str = Field(description="the route's name: identify, create_person, delete_person, ...")
+    method: str
+    path: str
+    status: int
+    outcome: str = Field(description='"ok", or the error code')
+    summary: dict[str, Any] = Field(description="the result: ids and similarities, never photos or keys")
+    request_id: str | None
+    client: str | None = Field(description="the client's address as the server saw it")
+
+    @classmethod
+    def of(cls, e: Any) -> AuditOut:
+        return cls(
+            id=e.id,
+            at=e.at,
+            key_id=e.key_id,
+            collection_id=e.collection_id,
+            operation=e.operation,
+            method=e.method,
+            path=e.path,
+            status=e.status,
+            outcome=e.outcome,
+            summary=dict(e.summary),
+            request_id=e.request_id,
+            client=e.client,
+        )
+
+
+class AuditList(BaseModel):
+    entries: list[AuditOut]
+    next_cursor: str | None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from facesearch.storage._audit import AuditMixin
 from facesearch.storage._base import Ref
 from facesearch.storage._collections import CollectionsMixin, hash_key
 from facesearch.storage._corrections import CorrectionsMixin
@@ -40,7 +41,7 @@ from facesearch.storage.db import create_engine_for, migrate
 __all__ = ["MAX_LIMIT", "Ref", "Store", "hash_key", "open_store"]
 
 
-class Store(CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin):
+class Store(CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin, AuditMixin):
     """Collections, persons, groups, faces, the change log and API keys, in SQL."""
 
     def __init__(self, engine: Engine) -> None:

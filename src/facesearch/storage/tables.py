@@ -251,6 +251,28 @@ class DbChange(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class DbAudit(Base):
+    """One audited request: who (key id, never the key), what, on which collection, with what result
+    (ids and similarities, never photos). Append-only: rows are only ever removed by the retention
+    purge. No FKs: entries outlive what they name."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    collection_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(300))
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class DbIndexCursor(Base):
     """How far a shared vector index (Milvus) has applied the change log, kept here, beside the
     log, so every API process reads it at once; ``generation`` names the index's data (a

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from facesearch.api.routes import collections, corrections, faces, groups, health, keys, persons, search
+from facesearch.api.routes import (
+    audit,
+    collections,
+    corrections,
+    faces,
+    groups,
+    health,
+    keys,
+    persons,
+    search,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -13,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     groups.router,
     search.router,
     keys.router,
+    audit.router,
 )
 
 __all__ = ["ROUTERS"]
