@@ -26,6 +26,7 @@ app.command()(service.identify)
 app.command("identify-all")(service.identify_all)
 app.command()(server.serve)
 app.add_typer(server.keys_app, name="keys")
+app.command()(server.audit)
 app.add_typer(evaluate.eval_app, name="eval")
 app.add_typer(models.models_app, name="models")
 

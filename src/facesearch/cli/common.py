@@ -78,3 +78,30 @@ def print_json(payload: Any) -> None:
     """Write ``payload`` as indented JSON to stdout."""
     json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def cli_audit(
+    store: Any, operation: str, command: str, summary: dict[str, Any], collection_id: str | None = None
+) -> None:
+    """Record a command-line change in the audit log (as the HTTP API records its requests):
+    no key (the command line acts as the data folder's owner), client ``cli:<user>``."""
+    import getpass
+
+    from facesearch.storage._audit import AuditEntry
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        user = "?"
+    store.add_audit(
+        AuditEntry(
+            operation=operation,
+            method="CLI",
+            path=command,
+            status=0,
+            outcome="ok",
+            collection_id=collection_id,
+            summary=summary,
+            client=f"cli:{user}",
+        )
+    )

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json, read_photo, with_service
+from facesearch.cli.common import (
+    DataDir,
+    JsonOpt,
+    cli_audit,
+    emit,
+    handle_errors,
+    print_json,
+    read_photo,
+    with_service,
+)
 from facesearch.cli.persons import CollectionOpt, PersonArg, _metadata, _person_json, persons_app
 from facesearch.errors import ValidationError
 
@@ -129,7 +138,10 @@ def persons_merge(
         src = svc.get_person(collection, source)
         if not yes:
             typer.confirm(f"Merge {src.external_id} ({len(src.faces)} face(s)) into {person}?", abort=True)
-        return svc.merge_persons(collection, person, src.id, metadata=metadata)
+        merged = svc.merge_persons(collection, person, src.id, metadata=metadata)
+        summary = {"person_id": merged.id, "from": src.id, "faces": len(merged.faces)}
+        cli_audit(svc.store, "merge_persons", "facesearch persons merge", summary, merged.collection_id)
+        return merged
 
     p = with_service(data_dir, work)
     emit(as_json, lambda: _person_json(p), f"merged {source} into {p.external_id}: {len(p.faces)} face(s)")

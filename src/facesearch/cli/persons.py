@@ -10,7 +10,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json, read_photo, with_service
+from facesearch.cli.common import (
+    DataDir,
+    JsonOpt,
+    cli_audit,
+    emit,
+    handle_errors,
+    print_json,
+    read_photo,
+    with_service,
+)
 from facesearch.errors import ValidationError
 
 T = TypeVar("T")
@@ -183,6 +192,7 @@ def persons_delete(
                 f"Delete {p.external_id} ({p.name or 'no name'}) and {len(p.faces)} face(s)?", abort=True
             )
         svc.delete_person(collection, p.id)
+        cli_audit(svc.store, "delete_person", "facesearch persons delete", {"id": p.id}, p.collection_id)
         return p
 
     p = with_service(data_dir, work)
@@ -222,7 +232,13 @@ def persons_delete_face(
 ) -> None:
     """Delete one face (its embedding and thumbnail).
     Example: facesearch persons delete-face fac_... -c staff"""
-    with_service(data_dir, lambda svc: svc.delete_face(collection, face))
+
+    def work(svc: Any) -> None:
+        svc.delete_face(collection, face)
+        coll = svc.collection(collection).id
+        cli_audit(svc.store, "delete_face", "facesearch persons delete-face", {"id": face}, coll)
+
+    with_service(data_dir, work)
     emit(as_json, lambda: {"id": face, "deleted": True}, f"deleted face {face}")
 
 

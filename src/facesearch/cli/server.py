@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json
+from facesearch.cli.common import DataDir, JsonOpt, cli_audit, emit, handle_errors, print_json
 from facesearch.cli.context import settings_for
 from facesearch.errors import AddressInUse
 
@@ -162,6 +162,8 @@ def keys_create(
     store = _open_store(data_dir)
     try:
         record, plaintext = store.create_api_key(name, role, limited)
+        summary = {"key_id": record.id, "role": record.role, "collections": record.collections}
+        cli_audit(store, "create_key", "facesearch keys create", summary)
     finally:
         store.close()
     if as_json:
@@ -223,6 +225,66 @@ def keys_revoke(
     store = _open_store(data_dir)
     try:
         record = store.revoke_api_key(key_id)
+        cli_audit(store, "revoke_key", "facesearch keys revoke", {"key_id": record.id})
     finally:
         store.close()
     emit(as_json, lambda: KeyOut.of(record).model_dump(mode="json"), f"revoked {record.id} ({record.name})")
+
+
+@handle_errors
+def audit(
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="a collection (id or name)")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="entries of this key id (key_...)")] = None,
+    since: Annotated[str | None, typer.Option(help="from this time on, ISO 8601 with zone")] = None,
+    operation: Annotated[str | None, typer.Option(help="e.g. identify, delete_person")] = None,
+    limit: Annotated[int, typer.Option(help="page size, 1-1000")] = 100,
+    cursor: Annotated[str | None, typer.Option(help="cursor printed by the previous page")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The audit log, oldest first (as GET /v1/audit).
+    Example: facesearch audit -c staff --since 2026-12-01T00:00Z"""
+    from datetime import UTC, datetime
+
+    from facesearch.api.responses import AuditOut
+    from facesearch.errors import NotFound, ValidationError
+
+    when = None
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise ValidationError(f"--since is not an ISO 8601 time: {since!r}", field="since") from None
+        if when.tzinfo is None:
+            raise ValidationError("--since needs a time zone, e.g. 2026-12-01T00:00Z", field="since")
+        when = when.astimezone(UTC)
+    store = _open_store(data_dir)
+    try:
+        cid = None
+        if collection is not None:
+            try:
+                cid = store.collection_info(collection).id
+            except NotFound:
+                if not collection.startswith("col_"):
+                    raise
+                cid = collection  # a deleted collection, by its id
+        store.purge_audit(settings_for(data_dir).audit_retention_days)
+        entries, next_cursor = store.list_audit(
+            collection_id=cid, key_id=key, since=when, operation=operation, limit=limit, cursor=cursor
+        )
+    finally:
+        store.close()
+    if as_json:
+        print_json(
+            {"entries": [AuditOut.of(e).model_dump(mode="json") for e in entries], "next_cursor": next_cursor}
+        )
+        return
+    for e in entries:
+        who = e.key_id or e.client or "-"
+        typer.echo(
+            f"{e.at:%Y-%m-%d %H:%M:%S}  {e.operation:18} {e.outcome:22} {who:22} {e.collection_id or '-'}"
+        )
+    if next_cursor:
+        typer.echo(f"more: --cursor {next_cursor}")

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 
 import typer
 
-from facesearch.cli.common import DataDir, JsonOpt, emit, handle_errors, print_json, read_photo, with_service
+from facesearch.cli.common import (
+    DataDir,
+    JsonOpt,
+    cli_audit,
+    emit,
+    handle_errors,
+    print_json,
+    read_photo,
+    with_service,
+)
 from facesearch.cli.context import settings_for
 from facesearch.errors import FaceSearchError, ValidationError
 
@@ -144,6 +153,7 @@ def collections_delete(
                 f"Delete {c.name} with {c.person_count} persons and {c.face_count} faces?", abort=True
             )
         svc.delete_collection(c.id)
+        cli_audit(svc.store, "delete_collection", "facesearch collections delete", {"id": c.id}, c.id)
     finally:
         svc.close()
     emit(as_json, lambda: {"id": c.id, "deleted": True}, f"deleted collection {c.name}")
