@@ -242,7 +242,16 @@ class _Graph:
             if label is not None:
                 self.fid_by_label[label] = -1
                 self.counts[label % self.shards] -= 1
-                self.indexes[label % self.shards].mark_deleted(label)
+                self._scrub(self.indexes[label % self.shards], label)
+
+    @staticmethod
+    def _scrub(index: Any, label: int) -> None:
+        """Delete a point and overwrite its stored vector with zeros: hnswlib keeps a deleted
+        point's data (and writes it to every saved graph) until its slot is reused, and an erased
+        face's embedding must not outlive it, in memory or in snapshot files."""
+        zero = np.zeros((1, index.dim), dtype=np.float32)
+        index.add_items(zero, np.array([label]), replace_deleted=False)  # updates the point in place
+        index.mark_deleted(label)
 
     def knn(self, queries: FloatArray, kk: int, ef: int, pool: ShardPool | None = None) -> IdArray:
         """Face ids of the graph neighbours of each query, at least kk (raises RuntimeError if too

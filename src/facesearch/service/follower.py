@@ -28,6 +28,10 @@ from facesearch.storage.records import (
 log = logging.getLogger("facesearch.service")
 
 SNAPSHOT_EVERY = 50_000  # changes applied between automatic index snapshots
+#: Seconds after a face was removed from the index before a snapshot replaces the files that still
+#: hold its vector (one snapshot for a burst of deletions).
+ERASE_SNAPSHOT_DELAY_S = 30.0
+ERASING_OPS = frozenset({OP_REMOVE_FACE, OP_REMOVE_PERSON, OP_DROP_COLLECTION})
 REPLAY_BATCH = 10_000  # change-log entries read per query
 
 
@@ -40,6 +44,8 @@ class IndexFollower:
         self.snapshot_dir = snapshot_dir
         self._lock = threading.Lock()
         self._last_snapshot_seq = index.applied_seq
+        self._erase_timer: threading.Timer | None = None
+        self._closed = False
         #: A shared index: the cursor was last written by this process (which waits for its writes).
         self._cursor_mine = False
         if index.applied_seq > store.last_seq():
@@ -65,6 +71,26 @@ class IndexFollower:
             if self.index.applied_seq - self._last_snapshot_seq >= SNAPSHOT_EVERY:
                 self.save_snapshot()
         return applied
+
+    def _erased(self) -> None:
+        """A face left the index: the snapshot files on disk still hold its vector, so a new
+        snapshot is saved within ERASE_SNAPSHOT_DELAY_S (in the background, once per burst)."""
+        if self.snapshot_dir is None or self._closed or self._erase_timer is not None:
+            return
+        timer = threading.Timer(ERASE_SNAPSHOT_DELAY_S, self._snapshot_after_erase)
+        timer.daemon = True
+        self._erase_timer = timer
+        timer.start()
+
+    def _snapshot_after_erase(self) -> None:
+        with self._lock:
+            self._erase_timer = None
+            if self._closed:
+                return
+            try:
+                self.save_snapshot()
+            except Exception:  # the next close or periodic snapshot tries again
+                log.exception("could not save the index snapshot after a deletion")
 
     def after_write(self) -> None:
         """`sync` after a committed write: an index failure (its server down) is logged, not
@@ -133,6 +159,8 @@ class IndexFollower:
                     idx.add(partition, fids, pids, vectors)
             pending.clear()
 
+        if any(c.op in ERASING_OPS for c in changes):
+            self._erased()
         for c in changes:
             if c.op == OP_ADD_FACE:
                 if c.embedding is not None and c.face_id is not None and c.person_id is not None:
@@ -161,6 +189,10 @@ class IndexFollower:
     def close(self) -> None:
         """Save a snapshot when anything was applied since the last one, then stop the index."""
         with self._lock:
+            self._closed = True
+            if self._erase_timer is not None:
+                self._erase_timer.cancel()
+                self._erase_timer = None
             if self.index.applied_seq != self._last_snapshot_seq:
                 self.save_snapshot()
         self.index.close()

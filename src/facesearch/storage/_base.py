@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 Ref = int | str
 
 _CHUNK = 500
+_log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -95,8 +97,9 @@ class StoreBase:
             yield session
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """One write transaction, committed on leaving; a unique-key race becomes Conflict."""
+    def _write(self, *, erases: bool = False) -> Iterator[Session]:
+        """One write transaction, committed on leaving; a unique-key race becomes Conflict.
+        ``erases``: the transaction deletes faces or other embeddings (see ``_wipe_wal``)."""
         try:
             with self._sessions.begin() as session:
                 session.connection(execution_options={WRITE_OPTION: True})
@@ -108,6 +111,8 @@ class StoreBase:
             raise Conflict(
                 "the change conflicts with existing data", details={"reason": str(exc.orig)}
             ) from None
+        if erases:
+            self._wipe_wal()
 
     @contextmanager
     def collection_lock(self, collection_id: int) -> Iterator[None]:
@@ -169,6 +174,19 @@ class StoreBase:
         s.add(row)
         s.flush()
         return row.seq
+
+    def _wipe_wal(self) -> None:
+        """After a deletion (SQLite): move the write-ahead log into the database and truncate it.
+        ``secure_delete`` zeroes a deleted row's bytes in the database file, but the -wal file
+        still holds copies of the pages written when the row was added, until it is truncated.
+        Waits for readers (busy timeout); a failure is logged: the deletion itself has committed."""
+        if self._dialect != "sqlite":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:  # noqa: BLE001 - never fail a committed deletion
+            _log.warning("could not truncate the SQLite write-ahead log after a deletion: %s", exc)
 
     # --- lookups ------------------------------------------------------------------
 

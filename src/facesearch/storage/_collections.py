@@ -185,7 +185,7 @@ class CollectionsMixin(StoreBase):
 
     def delete_collection(self, ref: Ref) -> None:
         """Delete a collection with its persons, groups and faces; logs one 'drop_collection'."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             row = self._collection(s, ref)
             cid = row.id
             persons = select(DbPerson.id).where(DbPerson.collection_id == cid)

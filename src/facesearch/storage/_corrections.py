@@ -69,7 +69,7 @@ class CorrectionsMixin(StoreBase):
         the person's own (a wrong enrolment, say by auto-enrol) it is deleted in the same
         transaction. Returns the negative and the id of the face deleted (None: none)."""
         data, dim = encode_embedding(embedding)
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             row = self._person(s, coll, person)
             if pack != coll.pack:
@@ -120,7 +120,7 @@ class CorrectionsMixin(StoreBase):
 
     def delete_negative(self, collection_id: Ref, person: Ref, negative: str) -> None:
         """Remove one negative of the person; logs one 'remove_negative'."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             row = self._person(s, coll, person)
             neg = s.scalar(

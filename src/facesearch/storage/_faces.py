@@ -205,7 +205,7 @@ class FacesMixin(StoreBase):
 
     def delete_face(self, collection_id: Ref, ref: Ref) -> None:
         """Delete one face of the collection; logs one 'remove_face'."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             face = self._face(s, coll, ref)
             fid, pid = face.id, face.person_id

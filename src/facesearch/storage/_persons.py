@@ -207,7 +207,7 @@ class PersonsMixin(StoreBase):
     def delete_person(self, collection_id: Ref, ref: Ref) -> str:
         """Delete a person with its faces (embeddings, thumbnails); logs one 'remove_person'.
         Returns the deleted person's id (``ref`` may be the external id)."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             row = self._person(s, coll, ref)
             pid = row.id

@@ -121,7 +121,7 @@ class UnknownsMixin(StoreBase):
 
     def purge_unknowns(self, collection_id: Ref, retention_days: int) -> int:
         """Forget the collection's unknown faces older than ``retention_days``; how many."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             return self._purge(s, self._collection(s, collection_id).id, retention_days)
 
     def unknown_count(self, collection_id: Ref | None = None) -> int:
@@ -181,7 +181,7 @@ class UnknownsMixin(StoreBase):
 
     def delete_unknowns(self, collection_id: Ref, ids: Sequence[str]) -> int:
         """Forget these unknown faces of the collection; how many were there."""
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             gone = 0
             for part in chunks(list(dict.fromkeys(ids))):
@@ -212,7 +212,7 @@ class UnknownsMixin(StoreBase):
         if len(ids) > MAX_UNKNOWNS_PER_CALL:
             raise ValidationError(f"at most {MAX_UNKNOWNS_PER_CALL} unknown faces per call", field="unknowns")
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        with self._write() as s:
+        with self._write(erases=True) as s:
             coll = self._collection(s, collection_id)
             rows: list[DbUnknown] = []
             for part in chunks(wanted):
