@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from facesearch.cli import corrections, evaluate, models, persons, photos, server, service
+from facesearch.cli import archive, corrections, evaluate, models, persons, photos, server, service
 
 app = typer.Typer(
     name="facesearch",
@@ -27,6 +27,8 @@ app.command("identify-all")(service.identify_all)
 app.command()(server.serve)
 app.add_typer(server.keys_app, name="keys")
 app.command()(server.audit)
+app.command()(archive.export)
+app.command("import")(archive.import_)
 app.add_typer(evaluate.eval_app, name="eval")
 app.add_typer(models.models_app, name="models")
 

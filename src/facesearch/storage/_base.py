@@ -154,6 +154,12 @@ class StoreBase:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _log_lock(self, s: Session) -> None:
+        """PostgreSQL: serialise log writers so seqs become visible in order (a tailer never
+        skips one); taken before appending to the change log, held until the commit."""
+        if self._dialect == "postgresql":
+            s.execute(text("LOCK TABLE change_log IN EXCLUSIVE MODE"))
+
     def _log(
         self,
         s: Session,
@@ -165,9 +171,7 @@ class StoreBase:
         payload: dict[str, Any] | None = None,
     ) -> int:
         """Append one change-log entry in the caller's transaction; returns its seq."""
-        if self._dialect == "postgresql":
-            # Serialise log writers so seqs become visible in order: a tailer never skips one.
-            s.execute(text("LOCK TABLE change_log IN EXCLUSIVE MODE"))
+        self._log_lock(s)
         row = DbChange(
             op=op, collection_id=collection_id, face_id=face_id, person_id=person_id, payload=payload
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from facesearch.storage._archive import ArchiveMixin
 from facesearch.storage._audit import AuditMixin
 from facesearch.storage._base import Ref
 from facesearch.storage._collections import CollectionsMixin, hash_key
@@ -41,7 +42,9 @@ from facesearch.storage.db import create_engine_for, migrate
 __all__ = ["MAX_LIMIT", "Ref", "Store", "hash_key", "open_store"]
 
 
-class Store(CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin, AuditMixin):
+class Store(
+    CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin, AuditMixin, ArchiveMixin
+):
     """Collections, persons, groups, faces, the change log and API keys, in SQL."""
 
     def __init__(self, engine: Engine) -> None:
