@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     url_allowed_hosts: list[str] = Field(default_factory=list)
     url_allow_private: bool = False
     url_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # Stored face sources (collection setting keep_source): the AES-256-GCM key, urlsafe base64 of
+    # 32 random bytes (`facesearch sources new-key` prints one). Never logged, never stored.
+    source_key: SecretStr | None = Field(default=None, repr=False)
 
     # The audit log (every HTTP request that searches or changes something): days kept.
     audit_retention_days: int = Field(default=365, ge=1, le=36500)

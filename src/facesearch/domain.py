@@ -167,6 +167,7 @@ COLLECTION_SETTINGS: dict[str, Any] = {
     "person_score": "template",
     "remember_unknown": False,
     "unknown_retention_days": 30,
+    "keep_source": False,
 }
 PERSON_SCORES = ("template", "best_face")
 
@@ -206,9 +207,9 @@ def check_collection_settings(settings: dict[str, Any] | None) -> dict[str, Any]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
                 raise ValidationError("max_faces_per_person must be an integer from 1 to 1000", field=key)
             out[key] = value
-        elif key == "remember_unknown":
+        elif key in ("remember_unknown", "keep_source"):
             if not isinstance(value, bool):
-                raise ValidationError("remember_unknown must be true or false", field=key)
+                raise ValidationError(f"{key} must be true or false", field=key)
             out[key] = value
         elif key == "unknown_retention_days":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:

@@ -321,3 +321,37 @@ def crop_face(
             img = Image.fromarray(out).resize(size, Image.Resampling.LANCZOS)
             out = np.ascontiguousarray(np.array(img, dtype=np.uint8))
     return out
+
+
+#: A face kept for re-embedding with another model pack (collection setting keep_source): the box
+#: enlarged by SOURCE_MARGIN of its size on each side, square, at most SOURCE_SIDE pixels.
+SOURCE_MARGIN = 0.5
+SOURCE_SIDE = 320
+
+
+def source_crop(
+    data: bytes,
+    box: tuple[float, float, float, float],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    margin: float = SOURCE_MARGIN,
+    side: int = SOURCE_SIDE,
+    quality: int = 92,
+) -> bytes:
+    """The region of a photo around a face box (left, top, width, height in the photo's pixels)
+    that another pack can detect and align the face in again: enlarged by ``margin`` on each side,
+    square, decoded at reduced size when large (never upscaled), at most ``side`` pixels, JPEG."""
+    left, top, width, height = (float(v) for v in box)
+    region = max(width, height) * (1 + 2 * margin)
+    scale = min(1.0, side / region) if region > 0 else 1.0
+
+    def target(w: int, h: int) -> int | None:
+        return None if scale >= 1.0 else max(1, math.ceil(max(w, h) * scale))
+
+    decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, target_max_side=target)
+    k = decoded.scale
+    crop = crop_face(
+        decoded.pixels, left * k, top * k, width * k, height * k, margin=margin, output_aspect=1.0
+    )
+    return encode_jpeg(resize_to_fit(crop, side), quality=quality)

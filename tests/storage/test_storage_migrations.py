@@ -29,6 +29,9 @@ TABLES = {
     "person_redirects",
     "unknown_faces",
     "audit_log",
+    "face_sources",
+    "pack_migrations",
+    "face_vectors",
 }
 
 
@@ -38,7 +41,7 @@ def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     migrate(engine)
     assert path.exists()
     assert TABLES <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     engine.dispose()
 
 

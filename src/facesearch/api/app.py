@@ -83,6 +83,7 @@ def create_app(
     if settings is None:
         settings = service.settings if service is not None else Settings()
     svc = service if service is not None else build_service(settings)
+    svc.start_background()  # pack migrations run while the server serves
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

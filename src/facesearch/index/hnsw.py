@@ -241,16 +241,22 @@ class _Graph:
             label = self.label_of.pop(fid, None)
             if label is not None:
                 self.fid_by_label[label] = -1
-                self.counts[label % self.shards] -= 1
-                self._scrub(self.indexes[label % self.shards], label)
+                shard = label % self.shards
+                self._scrub(self.indexes[shard], label, self.counts[shard])
+                self.counts[shard] -= 1
 
     @staticmethod
-    def _scrub(index: Any, label: int) -> None:
-        """Delete a point and overwrite its stored vector with zeros: hnswlib keeps a deleted
-        point's data (and writes it to every saved graph) until its slot is reused, and an erased
-        face's embedding must not outlive it, in memory or in snapshot files."""
-        zero = np.zeros((1, index.dim), dtype=np.float32)
-        index.add_items(zero, np.array([label]), replace_deleted=False)  # updates the point in place
+    def _scrub(index: Any, label: int, live: int) -> None:
+        """Delete a point (one of ``live`` live points of its shard) after overwriting its stored
+        vector with its nearest live neighbour's: hnswlib keeps a deleted point's data (and writes
+        it to every saved graph) until its slot is reused, and an erased face's embedding must not
+        outlive it, in memory or in snapshot files. A copy of a neighbour keeps the graph as it
+        was (a zero vector would turn the point into a hub and cost recall)."""
+        own = index.get_items(np.array([label]))
+        labels, _ = index.knn_query(own, k=min(2, live))
+        others = [int(x) for x in labels[0] if int(x) != label]
+        replacement = index.get_items(np.array(others[:1])) if others else np.zeros_like(own)
+        index.add_items(np.asarray(replacement, dtype=np.float32), np.array([label]), replace_deleted=False)
         index.mark_deleted(label)
 
     def knn(self, queries: FloatArray, kk: int, ef: int, pool: ShardPool | None = None) -> IdArray:

@@ -16,13 +16,14 @@ import numpy as np
 
 from facesearch.domain import Collection, Face, FaceObservation, Match, Person, face_limit_reached
 from facesearch.errors import Conflict, FaceLimitReached, FaceSearchError, ValidationError
-from facesearch.imaging import thumbnail_jpeg
+from facesearch.imaging import source_crop, thumbnail_jpeg
 from facesearch.pipeline import AnalyseOptions
 from facesearch.pipeline.gate import QualityGate
 from facesearch.pipeline.liveness import require_live
 from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
 from facesearch.service.options import EnrolOptions, SearchOptions
+from facesearch.service.sources import SourceSeal
 from facesearch.storage import NewFace, Store
 
 # A query face this close to a stored face of the person is a near-duplicate: auto-enrol never
@@ -33,8 +34,9 @@ NEAR_DUPLICATE_DISTANCE_RATIO = 0.3
 THUMBNAIL_SIDE = 160  # longer side of the stored face thumbnail, pixels
 
 
-def new_face(face: FaceObservation, data: bytes) -> NewFace:
-    """What is stored of a face found in a photo: embedding, box, quality, thumbnail, photo hash."""
+def new_face(face: FaceObservation, data: bytes, source: bytes | None = None) -> NewFace:
+    """What is stored of a face found in a photo: embedding, box, quality, thumbnail, photo hash,
+    and the sealed source when the collection keeps them."""
     return NewFace(
         pack=face.pack,
         embedding=face.embedding,
@@ -42,17 +44,26 @@ def new_face(face: FaceObservation, data: bytes) -> NewFace:
         quality={**face.quality.to_dict(), "detection_score": round(face.detection.score, 3)},
         thumbnail=thumbnail_jpeg(face.chip, max_side=THUMBNAIL_SIDE),
         content_hash=hashlib.sha256(data).hexdigest(),
+        source=source,
     )
 
 
 class Enroller:
     """Turns photos into stored faces under the enrolment rules (see the module docstring)."""
 
-    def __init__(self, store: Store, models: Models, gate: QualityGate, follower: IndexFollower) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: Models,
+        gate: QualityGate,
+        follower: IndexFollower,
+        seal: SourceSeal | None = None,
+    ) -> None:
         self.store = store
         self.models = models
         self.gate = gate
         self.follower = follower
+        self.seal = seal
         self._locks: dict[int, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -83,7 +94,26 @@ class Enroller:
                 raise
         face = analysis.faces[0]
         self.gate.check(face.quality, crop=options.crop, details=where)
-        return new_face(face, data)
+        return new_face(face, data, self.source(coll, face, data))
+
+    def source(self, coll: Collection, face: FaceObservation, data: bytes) -> bytes | None:
+        """The sealed source of a face to enrol, when the collection keeps sources (else None)."""
+        if not coll.setting("keep_source"):
+            return None
+        if self.seal is None:
+            raise ValidationError(
+                f"collection {coll.name!r} keeps face sources (keep_source), but this server has no "
+                "FACESEARCH_SOURCE_KEY to seal them with",
+                field="keep_source",
+            )
+        b = face.detection.box
+        crop = source_crop(
+            data,
+            (b.left, b.top, b.width, b.height),
+            max_bytes=self.models.max_bytes,
+            max_pixels=self.models.max_pixels,
+        )
+        return self.seal.seal(crop)
 
     def create_person(
         self,
@@ -148,7 +178,9 @@ class Enroller:
             if nearest <= NEAR_DUPLICATE_DISTANCE_RATIO * decision:
                 return None
         try:
-            return self._store(coll, best.person.id, new_face(found, image)).id
+            return self._store(
+                coll, best.person.id, new_face(found, image, self.source(coll, found, image))
+            ).id
         except (Conflict, FaceLimitReached):  # the same photo, or the person filled up meanwhile
             return None
 
@@ -163,7 +195,7 @@ class Enroller:
             options.name or "",
             options.metadata,
             (),
-            faces=[new_face(found, image)],
+            faces=[new_face(found, image, self.source(coll, found, image))],
         )
         self.follower.after_write()
         return person.id

@@ -37,6 +37,7 @@ from facesearch.service.catalogue import Catalogue, CollectionRef
 from facesearch.service.corrections import Corrections
 from facesearch.service.enrolment import Enroller
 from facesearch.service.follower import IndexFollower
+from facesearch.service.migrations import Migrations, MigrationWorker
 from facesearch.service.models import Models
 from facesearch.service.options import (
     DetectOptions,
@@ -46,6 +47,7 @@ from facesearch.service.options import (
     VerifyOptions,
 )
 from facesearch.service.searcher import Searcher
+from facesearch.service.sources import SourceSeal
 from facesearch.storage import Store, open_store
 
 P = ParamSpec("P")
@@ -113,12 +115,16 @@ class FaceSearch:
         #: with "auto" resolved (the most accurate installed pack).
         self.default_pack = self.models.resolve(settings.default_pack)
         self.follower = IndexFollower(store, index, snapshot_dir)
-        self.enroller = Enroller(store, self.models, gate, self.follower)
+        key = settings.source_key.get_secret_value() if settings.source_key is not None else None
+        self.seal = SourceSeal(key) if key else None
+        self.enroller = Enroller(store, self.models, gate, self.follower, self.seal)
         self.catalogue = Catalogue(store, self.models, self.follower, self.default_pack)
         self.searcher = Searcher(
             store, index, self.models, self.catalogue, self.enroller, self.follower, self.default_pack
         )
         self.corrections = Corrections(store, self.models, self.follower, self.catalogue)
+        self.migrations = Migrations(store, self.models, self.follower, self.catalogue, self.seal)
+        self._worker: MigrationWorker | None = None
         self.follower.sync()
         self.corrections.purge_all_unknowns()
 
@@ -136,8 +142,17 @@ class FaceSearch:
         """A collection by id or name, read once (no counts): pass it on to the other calls."""
         return self.catalogue.resolve(ref)
 
+    def start_background(self) -> None:
+        """Run pack migrations in a background thread (the server does; the command line runs a
+        migration in the foreground instead)."""
+        if self._worker is None:
+            self._worker = MigrationWorker(self.migrations)
+
     def close(self) -> None:
         """Save an index snapshot, stop the workers and release the database."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         self.follower.close()
         self.models.close()
         self.store.close()
@@ -179,6 +194,13 @@ class FaceSearch:
     list_unknowns = forward("corrections", Corrections.list_unknowns)
     forget_unknowns = forward("corrections", Corrections.forget_unknowns)
     unknown_image = forward("corrections", Corrections.unknown_image)
+
+    # --- pack migrations (migrations.py) ----------------------------------------------------
+
+    start_migration = forward("migrations", Migrations.start_migration)
+    migration_status = forward("migrations", Migrations.migration_status)
+    list_migrations = forward("migrations", Migrations.list_migrations)
+    cancel_migration = forward("migrations", Migrations.cancel_migration)
 
     # --- enrolment (enrolment.py), options given whole or as keywords ---------------------
 

@@ -30,8 +30,8 @@ class Models:
         self._config = config
         self._packs: dict[str, ModelPack] = dict(packs or {})
         self._lock = threading.Lock()
-        self._max_bytes = max_bytes
-        self._max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
         self.analyzer: Analyzer = analyzer or LocalAnalyzer(self.pack)
 
     def resolve(self, name: str) -> str:
@@ -47,7 +47,7 @@ class Models:
 
     def analyse(self, pack: str, data: bytes, options: AnalyseOptions) -> Analysis:
         """The faces of one photo, found and embedded by ``pack`` (raises FaceSearchError)."""
-        request = AnalyseRequest(pack, data, self._max_bytes, self._max_pixels, options)
+        request = AnalyseRequest(pack, data, self.max_bytes, self.max_pixels, options)
         return self.analyzer.analyse(request)
 
     def require_liveness(self, pack: str, wanted: bool) -> None:

@@ -28,6 +28,7 @@ from facesearch.storage.tables import (
     DbChange,
     DbCollection,
     DbFace,
+    DbFaceSource,
     DbGroup,
     DbIndexCursor,
     DbMembership,
@@ -157,6 +158,8 @@ class FacesMixin(StoreBase):
         s.add(row)
         person.updated_at = utcnow()
         s.flush()
+        if face.source is not None:
+            s.add(DbFaceSource(face_id=row.id, data=bytes(face.source)))
         self._log(
             s, OP_ADD_FACE, coll.id, face_id=row.id, person_id=person.id, payload={"pack": pack, "dim": dim}
         )

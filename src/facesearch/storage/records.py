@@ -68,6 +68,7 @@ class NewFace:
     quality: dict[str, Any]
     thumbnail: bytes | None = None
     content_hash: str | None = None
+    source: bytes | None = None  # the sealed face source (keep_source), stored beside the face
 
 
 class FaceBatch(NamedTuple):

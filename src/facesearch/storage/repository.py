@@ -35,6 +35,7 @@ from facesearch.storage._base import Ref
 from facesearch.storage._collections import CollectionsMixin, hash_key
 from facesearch.storage._corrections import CorrectionsMixin
 from facesearch.storage._faces import FacesMixin
+from facesearch.storage._migrations import MigrationsMixin
 from facesearch.storage._persons import MAX_LIMIT, PersonsMixin
 from facesearch.storage._unknowns import UnknownsMixin
 from facesearch.storage.db import create_engine_for, migrate
@@ -43,7 +44,14 @@ __all__ = ["MAX_LIMIT", "Ref", "Store", "hash_key", "open_store"]
 
 
 class Store(
-    CollectionsMixin, PersonsMixin, FacesMixin, CorrectionsMixin, UnknownsMixin, AuditMixin, ArchiveMixin
+    CollectionsMixin,
+    PersonsMixin,
+    FacesMixin,
+    CorrectionsMixin,
+    UnknownsMixin,
+    AuditMixin,
+    ArchiveMixin,
+    MigrationsMixin,
 ):
     """Collections, persons, groups, faces, the change log and API keys, in SQL."""
 

@@ -35,7 +35,7 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-UID_PREFIXES = ("col_", "per_", "grp_", "fac_", "key_", "neg_", "unk_")
+UID_PREFIXES = ("col_", "per_", "grp_", "fac_", "key_", "neg_", "unk_", "mig_")
 
 
 def new_uid(prefix: str) -> str:
@@ -162,6 +162,47 @@ class DbFace(Base):
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DbFaceSource(Base):
+    """What a face was enrolled from (collection setting keep_source), for embedding it again with
+    another pack: the face region of the photo (imaging.source_crop), JPEG, sealed with AES-GCM."""
+
+    __tablename__ = "face_sources"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DbMigration(Base):
+    """A collection moving to another model pack; its faces' new embeddings wait in face_vectors."""
+
+    __tablename__ = "pack_migrations"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    from_pack: Mapped[str] = mapped_column(String(50))
+    to_pack: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(20))
+    drop_failed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DbFaceVector(Base):
+    """A face's embedding by another pack, made by a running migration (the shadow)."""
+
+    __tablename__ = "face_vectors"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    pack: Mapped[str] = mapped_column(String(50), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DbNegative(Base):
