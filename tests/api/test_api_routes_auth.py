@@ -52,6 +52,10 @@ DOCUMENTED = OPEN | {
     ("POST", "/v1/collections/{collection}/persons/{person}/merge"),
     ("POST", "/v1/collections/{collection}/persons/{person}/split"),
     ("GET", "/v1/audit"),
+    ("POST", "/v1/collections/{collection}/migrations"),
+    ("GET", "/v1/collections/{collection}/migrations"),
+    ("GET", "/v1/collections/{collection}/migrations/{migration}"),
+    ("DELETE", "/v1/collections/{collection}/migrations/{migration}"),
     ("GET", "/v1/collections/{collection}/unknowns"),
     ("GET", "/v1/collections/{collection}/unknowns/clusters"),
     ("GET", "/v1/collections/{collection}/unknowns/{unknown}/image"),
@@ -72,6 +76,8 @@ ADMIN_ONLY = {
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys"),
     ("DELETE", "/v1/keys/{key}"),
+    ("POST", "/v1/collections/{collection}/migrations"),
+    ("DELETE", "/v1/collections/{collection}/migrations/{migration}"),
 }
 DUMMY = {
     "collection": "col_dummy",
@@ -82,6 +88,7 @@ DUMMY = {
     "negative": "neg_dummy",
     "other": "per_other",
     "unknown": "unk_dummy",
+    "migration": "mig_dummy",
 }
 
 
@@ -155,7 +162,7 @@ def test_reader_is_forbidden_on_every_write_and_writer_on_admin_routes(env: dict
     keys = env["keys"]
     failures = []
     writes = [(m, p) for m, p in route_table(env["app"]) if not is_read(m, p)]
-    assert len(writes) == 23  # 15, and 8 of corrections and unknown faces
+    assert len(writes) == 25  # 15, 8 of corrections and unknown faces, 2 of migrations
     for method, path in writes:
         r = call(client, method, fill(path), keys["reader"])
         if r.status_code != 403 or r.json()["error"]["code"] != "FORBIDDEN":

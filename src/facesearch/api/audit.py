@@ -109,6 +109,8 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "update_collection": lambda d: {"collection_id": d.get("id"), "name": d.get("name")},
     "set_different": lambda d: {"persons": _ids(d.get("persons") or [])},
     "create_group": lambda d: {"group_id": d.get("id"), "name": d.get("name")},
+    "start_migration": lambda d: {"migration_id": d.get("id"), "to_pack": d.get("to_pack")},
+    "cancel_migration": lambda d: {"migration_id": d.get("id"), "state": d.get("state")},
 }
 
 

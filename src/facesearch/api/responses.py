@@ -661,3 +661,51 @@ class AuditOut(BaseModel):
 class AuditList(BaseModel):
     entries: list[AuditOut]
     next_cursor: str | None
+
+
+# --- pack migrations ----------------------------------------------------------------------------
+
+
+class MigrationOut(BaseModel):
+    id: str
+    collection_id: str
+    from_pack: str
+    to_pack: str
+    state: Literal["running", "blocked", "done", "cancelled"] = Field(
+        description="running; blocked (faces failed and drop_unmigratable was not given); done; cancelled"
+    )
+    total: int = Field(description="faces of the collection now")
+    done: int = Field(description="faces embedded again with the new pack")
+    failed: dict[str, str] = Field(description="faces that cannot be embedded again, and why")
+    rate: float | None = Field(description="faces per second since the start")
+    eta_s: float | None = Field(description="seconds left at that rate")
+    drop_unmigratable: bool
+    result: dict[str, Any] = Field(description="when done: faces switched, dropped, negatives dropped, ...")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, st: Any) -> MigrationOut:
+        r = st.record
+        return cls(
+            id=r.id,
+            collection_id=r.collection_id,
+            from_pack=r.from_pack,
+            to_pack=r.to_pack,
+            state=r.state,
+            total=r.total,
+            done=r.done,
+            failed=dict(r.failed),
+            rate=st.rate,
+            eta_s=st.eta_s,
+            drop_unmigratable=r.drop_failed,
+            result=dict(r.result),
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            finished_at=r.finished_at,
+        )
+
+
+class MigrationList(BaseModel):
+    migrations: list[MigrationOut]

@@ -221,6 +221,9 @@ class CollectionSettings(Body):
     remember_unknown: bool | None = Field(
         None, description="keep faces that searches match to nobody, for the unknown-face clusters"
     )
+    keep_source: bool | None = Field(
+        None, description="keep each face's source, sealed, so a later pack can embed it again (default off)"
+    )
     unknown_retention_days: int | None = Field(
         None, ge=1, le=3650, description="days an unknown face is kept (default 30), then purged"
     )
@@ -318,3 +321,11 @@ class NameUnknowns(Body):
 
 class ForgetUnknowns(Body):
     unknowns: list[str] = Field(min_length=1, max_length=1000)
+
+
+class MigrationCreate(Body):
+    pack: str = Field(min_length=1, max_length=50, description="the model pack to move the collection to")
+    drop_unmigratable: bool = Field(
+        False,
+        description="delete, at the switch, the faces that cannot be embedded again (else they block it)",
+    )

@@ -109,3 +109,74 @@ def import_(
         lambda: CollectionOut.of(full).model_dump(mode="json"),
         f"imported {full.name} ({full.id}): {full.person_count} persons, {full.face_count} faces",
     )
+
+
+@handle_errors
+def collections_migrate(
+    collection: Annotated[str, typer.Argument(help="the collection (name or id)")],
+    pack: Annotated[str, typer.Option(help="the model pack to move it to")],
+    drop_unmigratable: Annotated[
+        bool,
+        typer.Option(
+            "--drop-unmigratable", help="delete faces that cannot be embedded again (else they block)"
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Move a collection to another model pack: embed every face again from its stored source
+    (setting keep_source), with a progress bar, then switch in one transaction. A migration that
+    was interrupted (here or in a server) is resumed.
+    Example: facesearch collections migrate staff --pack onnx"""
+    from facesearch.api.responses import MigrationOut
+    from facesearch.cli.service import open_service
+
+    svc = open_service(data_dir)
+    try:
+        running = [
+            m
+            for m in svc.list_migrations(collection)
+            if m.record.state == "running" and m.record.to_pack == pack
+        ]
+        started = (
+            running[0]
+            if running
+            else svc.start_migration(collection, pack, drop_unmigratable=drop_unmigratable)
+        )
+        with _bar("migrated") as bar:
+            task = bar.add_task("migrate", total=started.record.total, completed=started.record.done)
+
+            def show(st: Any) -> None:
+                bar.update(task, completed=st.record.done + len(st.record.failed), total=st.record.total)
+
+            final = svc.migrations.run(started.record.id, progress=show)
+        cli_audit(
+            svc.store,
+            "migrate",
+            "facesearch collections migrate",
+            {"migration_id": final.record.id, "to_pack": pack, "state": final.record.state},
+            final.record.collection_id,
+        )
+    finally:
+        svc.close()
+    r = final.record
+    failed = "".join(f"\n  cannot embed again: {face} ({why})" for face, why in r.failed.items())
+    res = r.result
+    text = {
+        "done": f"{collection} now uses {pack}: {res.get('faces', 0)} faces switched, "
+        f"{res.get('faces_dropped', 0)} dropped, {res.get('negatives_dropped', 0)} negatives dropped",
+        "blocked": f"{collection} stays on {r.from_pack}: {len(r.failed)} face(s) cannot be embedded "
+        "again; delete them, or run again with --drop-unmigratable" + failed,
+    }.get(r.state, f"migration {r.id}: {r.state}")
+    emit(as_json, lambda: MigrationOut.of(final).model_dump(mode="json"), text)
+    if r.state == "blocked":
+        raise typer.Exit(1)
+
+
+def sources_new_key() -> None:
+    """Print a new key for FACESEARCH_SOURCE_KEY (the seal of stored face sources). Keep it safe:
+    the sources cannot be opened without it.
+    Example: export FACESEARCH_SOURCE_KEY=$(facesearch sources new-key)"""
+    from facesearch.service.sources import new_key
+
+    typer.echo(new_key())

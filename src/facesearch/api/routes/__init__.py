@@ -10,6 +10,7 @@ from facesearch.api.routes import (
     groups,
     health,
     keys,
+    migrations,
     persons,
     search,
 )
@@ -24,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     search.router,
     keys.router,
     audit.router,
+    migrations.router,
 )
 
 __all__ = ["ROUTERS"]
