@@ -44,7 +44,7 @@ MEMBERS = {
     "distinct": "pairs.jsonl",
     "redirect": "redirects.jsonl",
 }
-_BINARY = ("embedding", "thumbnail")
+_BINARY = ("embedding", "thumbnail", "source")
 #: Progress: (what, done, total) -> None; total is None when not known.
 Progress = Callable[[str, int, int | None], None]
 
@@ -94,6 +94,7 @@ def export_collection(
         counts = dict.fromkeys(MEMBERS, 0)
         meta: dict[str, Any] = {}
         dim: int | None = None
+        sources = 0
         try:
             for name in MEMBERS.values():
                 handles[name] = open(Path(tmp) / name, "wb")  # noqa: SIM115 - closed below
@@ -109,6 +110,7 @@ def export_collection(
                 counts[kind] += 1
                 if kind == "face":
                     dim = dim or int(row["dim"])
+                    sources += row.get("source") is not None
                     if progress is not None:
                         progress("export", counts["face"], meta["counts"]["faces"])
         finally:
@@ -122,7 +124,7 @@ def export_collection(
             "created_at": datetime.now(UTC).isoformat(),
             "collection": {k: v for k, v in meta.items() if k != "counts"},
             "pack": pack_identity(meta["pack"], dim),
-            "counts": {f"{k}s" if not k.endswith("s") else k: v for k, v in counts.items()},
+            "counts": {**{f"{k}s": v for k, v in counts.items()}, "sources": sources},
             "files": files,
         }
         part = out.with_name(out.name + ".part")
@@ -255,22 +257,38 @@ def import_archive(
     name: str | None = None,
     keep_ids: bool = True,
     progress: Progress | None = None,
+    migrate: Callable[[Collection], Any] | None = None,
 ) -> Collection:
     """Restore an archive as a new collection (``name``: under another name) in one transaction.
-    Refused when the installed pack is not the archive's (other name, embedding size or
-    calibration): its embeddings would not be comparable, and re-embedding needs the photos."""
+
+    An archive of a pack this server does not have as such (another name, embedding size or
+    calibration) holds embeddings that cannot be compared with this server's: it is refused,
+    unless every face has its sealed source (collection setting keep_source, this server holding
+    the same FACESEARCH_SOURCE_KEY) and ``migrate`` is given, which then gets the imported
+    collection to move it to a pack of this server (it serves once that migration is done)."""
     manifest = read_manifest(path)
     recorded = manifest.get("pack") or {}
     here = pack_identity(str(recorded.get("name")), recorded.get("dim"))
-    if {k: here.get(k) for k in ("name", "calibration_sha256")} != {
+    same = {k: here.get(k) for k in ("name", "calibration_sha256")} == {
         k: recorded.get(k) for k in ("name", "calibration_sha256")
-    }:
+    }
+    counts = manifest.get("counts") or {}
+    with_sources = int(counts.get("faces", 0)) == int(counts.get("sources", -1))
+    if not same and not (with_sources and migrate is not None):
+        why = (
+            "give a pack to migrate to (--pack)"
+            if with_sources
+            else "the archive holds no face sources to embed them again (keep_source was off)"
+        )
         raise ValidationError(
             f"the archive's embeddings come from pack {recorded.get('name')!r} (calibration "
             f"{str(recorded.get('calibration_sha256'))[:12]}), which this server does not have as such: "
-            "they cannot be compared with this server's, and the archive holds no photos to embed again",
+            f"they cannot be compared with this server's; {why}",
             field="pack",
             details={"archive_pack": recorded, "server_pack": here},
         )
     verify_archive(path, manifest)
-    return store.import_rows(_rows(path, manifest, progress), name=name, keep_ids=keep_ids)
+    coll = store.import_rows(_rows(path, manifest, progress), name=name, keep_ids=keep_ids)
+    if not same and migrate is not None:
+        migrate(coll)
+    return coll

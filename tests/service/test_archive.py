@@ -59,7 +59,7 @@ def test_export_wipe_import_gives_the_same_answers(svc: FaceSearch, tmp_path: Pa
     out = tmp_path / "staff.tar.gz"
     manifest = export_collection(svc.store, "staff", out)
     assert manifest["counts"] == {"groups": 2, "persons": 6, "faces": 13, "negatives": 1, "distincts": 1,
-                                  "redirects": 1}  # fmt: skip
+                                  "redirects": 1, "sources": 0}  # fmt: skip
     assert (
         manifest["pack"]["name"] == "fake" and manifest["collection"]["settings"]["remember_unknown"] is True
     )

@@ -134,7 +134,11 @@ def test_a_migration_switches_the_pack_with_the_same_answers(svc: FaceSearch) ->
     # A person enrolled during the migration is picked up before the switch.
     svc.create_person("staff", external_id="dora2", images=[person_photo(*DORA, 5)])
     seen = []
+    stale = svc.collection("staff")  # read before the switch, as a request in flight holds it
     done = svc.migrations.run(mid, progress=seen.append)
+    assert [m.person.external_id for m in svc.identify(stale, person_photo(*BOB, 1)).matches] == ["bob"]
+    group = face_photo(((*BOB, 1), 10, 10, 80))
+    assert [m.person.external_id for f in svc.identify_all(stale, group).faces for m in f.matches] == ["bob"]
     assert done.record.state == "done" and done.record.done == done.record.total == 7 and done.eta_s == 0.0
     assert done.record.result == {
         "faces": 7,
@@ -218,3 +222,35 @@ def test_faces_without_a_usable_source_are_listed_never_dropped_silently(
     done = svc.migrations.run(dropping)
     assert done.record.state == "done" and done.record.result["faces_dropped"] == 1
     assert [f.id for f in svc.get_person("staff", "blank").faces] == []
+
+
+def test_an_archive_of_another_pack_with_sources_migrates_on_import(svc: FaceSearch, tmp_path: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    from facesearch.archive import export_collection, import_archive
+
+    out = tmp_path / "staff.tar"
+    manifest = export_collection(svc.store, "staff", out)
+    assert manifest["counts"]["sources"] == manifest["counts"]["faces"] == 6
+    foreign = tmp_path / "foreign.tar"  # as if made by a server whose pack this one lacks
+    manifest["pack"]["calibration_sha256"] = "f" * 64
+    with tarfile.open(out) as tin, tarfile.open(foreign, "w") as tout:
+        for info in tin:
+            data = (
+                json.dumps(manifest).encode()
+                if info.name == "manifest.json"
+                else tin.extractfile(info).read()
+            )  # type: ignore[union-attr]
+            info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValidationError, match="--pack"):
+        import_archive(svc.store, foreign, name="moved", keep_ids=False)
+    coll = import_archive(
+        svc.store, foreign, name="moved", keep_ids=False, migrate=lambda c: svc.start_migration(c.id, "fake2")
+    )
+    (mig,) = svc.list_migrations(coll.id)
+    done = svc.migrations.run(mig.record.id)
+    assert done.record.state == "done" and svc.get_collection("moved").pack == "fake2"
+    assert [m.person.external_id for m in svc.identify("moved", person_photo(*BOB, 1)).matches] == ["bob"]

@@ -69,6 +69,12 @@ def import_(
     new_ids: Annotated[
         bool, typer.Option("--new-ids", help="give everything new ids (needed where the archive's ids exist)")
     ] = False,
+    pack: Annotated[
+        str | None,
+        typer.Option(
+            help="an archive of a pack this server lacks, with face sources: migrate it to this pack"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -92,7 +98,16 @@ def import_(
                 name=name,
                 keep_ids=not new_ids,
                 progress=lambda _w, done, total: bar.update(task, completed=done, total=total),
+                migrate=(lambda c: svc.start_migration(c.id, pack)) if pack else None,
             )
+        for m in svc.list_migrations(coll.id) if pack else []:
+            with _bar("migrated") as bar:
+                job = bar.add_task("migrate", total=m.record.total)
+
+                def show(st: Any, job: Any = job, bar: Any = bar) -> None:
+                    bar.update(job, completed=st.record.done, total=st.record.total)
+
+                svc.migrations.run(m.record.id, progress=show)
         svc.sync()
         full = svc.get_collection(coll.id)
         cli_audit(

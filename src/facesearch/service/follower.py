@@ -45,6 +45,9 @@ class IndexFollower:
         self._lock = threading.Lock()
         self._last_snapshot_seq = index.applied_seq
         self._erase_timer: threading.Timer | None = None
+        #: The pack a partition was last rebuilt for by a pack migration (seen by this process):
+        #: a search holding its collection from before the switch finds out (searcher.py).
+        self.partition_packs: dict[int, str] = {}
         self._closed = False
         #: A shared index: the cursor was last written by this process (which waits for its writes).
         self._cursor_mine = False
@@ -177,6 +180,11 @@ class IndexFollower:
                 idx.remove_person(c.collection_id, c.person_id)
             elif c.op == OP_DROP_COLLECTION:
                 idx.drop_partition(c.collection_id)
+                pack = (c.payload or {}).get("pack")
+                if pack:
+                    self.partition_packs[c.collection_id] = str(pack)
+                else:
+                    self.partition_packs.pop(c.collection_id, None)
         flush()
 
     def save_snapshot(self) -> None:

@@ -69,6 +69,10 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+class _PackChanged(Exception):
+    """The collection moved to another pack between reading it and searching it."""
+
+
 class Searcher:
     """Search operations over the index, with persons looked up in SQL in one query per search."""
 
@@ -159,6 +163,8 @@ class Searcher:
         if options.check_liveness:
             require_live(analysis, single=single)
         self.follower.sync()
+        if self.follower.partition_packs.get(coll.pk, coll.pack) != coll.pack:
+            raise _PackChanged  # a pack migration switched the collection meanwhile
         return pack, analysis
 
     def _matches(
@@ -324,6 +330,18 @@ class Searcher:
     def search(
         self, collections: Sequence[CollectionRef], image: bytes, options: SearchOptions
     ) -> IdentifyResult:
+        """See ``_search``; run again, on the collections read afresh, when a pack migration
+        switched one of them while this search was under way."""
+        try:
+            return self._search(collections, image, options)
+        except _PackChanged:
+            return self._search(
+                [c.id if isinstance(c, Collection) else c for c in collections], image, options
+            )
+
+    def _search(
+        self, collections: Sequence[CollectionRef], image: bytes, options: SearchOptions
+    ) -> IdentifyResult:
         """Identify over one or more collections of the same model pack; matches name their collection.
 
         ``threshold`` is a similarity; ``max_false_positive_rate`` instead asks for the threshold
@@ -417,6 +435,16 @@ class Searcher:
     # --- identify-all -----------------------------------------------------------------
 
     def identify_all(
+        self, collection: CollectionRef, image: bytes, options: IdentifyAllOptions
+    ) -> IdentifyAllResult:
+        """See ``_identify_all``; run again on the collection read afresh after a pack switch."""
+        try:
+            return self._identify_all(collection, image, options)
+        except _PackChanged:
+            ref = collection.id if isinstance(collection, Collection) else collection
+            return self._identify_all(ref, image, options)
+
+    def _identify_all(
         self, collection: CollectionRef, image: bytes, options: IdentifyAllOptions
     ) -> IdentifyAllResult:
         """Every face of a photo with its matches (N:N), and the faces nobody matched.

@@ -27,6 +27,7 @@ from facesearch.storage.tables import (
     DbCollection,
     DbDistinct,
     DbFace,
+    DbFaceSource,
     DbGroup,
     DbMembership,
     DbNegative,
@@ -123,7 +124,12 @@ class ArchiveMixin(StoreBase):
                 DbFace.content_hash,
                 DbFace.created_at,
             )
-            stmt_f = select(*cols).where(DbFace.collection_id == coll.id).order_by(DbFace.id)
+            stmt_f = (
+                select(*cols, DbFaceSource.data.label("source"))
+                .outerjoin(DbFaceSource, DbFaceSource.face_id == DbFace.id)
+                .where(DbFace.collection_id == coll.id)
+                .order_by(DbFace.id)
+            )
             for r in s.execute(stmt_f.execution_options(yield_per=_BATCH)):
                 yield (
                     "face",
@@ -138,6 +144,7 @@ class ArchiveMixin(StoreBase):
                         "quality": dict(r.quality or {}),
                         "content_hash": r.content_hash,
                         "created_at": _iso(r.created_at),
+                        "source": bytes(r.source) if r.source is not None else None,
                     },
                 )
             stmt_n = select(DbNegative).where(DbNegative.collection_id == coll.id).order_by(DbNegative.id)
@@ -274,6 +281,8 @@ class ArchiveMixin(StoreBase):
                     )
                     s.add(f)
                     s.flush()
+                    if row.get("source") is not None:
+                        s.add(DbFaceSource(face_id=f.id, data=row["source"]))
                     payload = {"pack": f.pack, "dim": dim}
                     pending.append(
                         DbChange(

@@ -319,9 +319,8 @@ class MigrationsMixin(StoreBase):
             )
             coll.pack = m.to_pack
             s.flush()
-            self._log(
-                s, OP_DROP_COLLECTION, coll.id, payload={"name": coll.name, "uid": coll.uid, "migrated": True}
-            )
+            payload = {"name": coll.name, "uid": coll.uid, "migrated": True, "pack": m.to_pack}
+            self._log(s, OP_DROP_COLLECTION, coll.id, payload=payload)
             for fid, _, _ in rows:
                 pid = s.scalar(select(DbFace.person_id).where(DbFace.id == fid))
                 self._log(s, OP_ADD_FACE, coll.id, face_id=fid, person_id=pid, payload={"pack": m.to_pack})
