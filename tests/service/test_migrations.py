@@ -29,6 +29,8 @@ from fakes import (
 
 ALICE, BOB, CARL, DORA = (10, 20), (30, 40), (50, 60), (70, 80)
 KEY = new_key()
+#: These tests run a third time with Milvus as the index (conftest.py, `database_url`).
+MILVUS = True
 
 
 def _quantise(pixels: np.ndarray) -> np.ndarray:
