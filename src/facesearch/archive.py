@@ -204,13 +204,21 @@ def _rows(
                     faces += 1
                     if progress is not None:
                         progress("import", faces, total)
-            if digest.hexdigest() != want.get("sha256") or size != want.get("bytes"):
-                raise ValidationError(
-                    f"archive member {info.name} does not match its checksum in the manifest: "
-                    "the file is damaged; nothing was imported",
-                    field="archive",
-                    details={"member": info.name},
-                )
+            _check_member(info.name, digest, size, want)
+    _check_complete(expected, seen)
+
+
+def _check_member(name: str, digest: Any, size: int, want: dict[str, Any]) -> None:
+    if digest.hexdigest() != want.get("sha256") or size != want.get("bytes"):
+        raise ValidationError(
+            f"archive member {name} does not match its checksum in the manifest: the file is damaged; "
+            "nothing was imported",
+            field="archive",
+            details={"member": name},
+        )
+
+
+def _check_complete(expected: dict[str, Any], seen: set[str]) -> None:
     missing = sorted(set(expected) - seen)
     if missing:
         raise ValidationError(f"archive members missing: {', '.join(missing)}", field="archive")
@@ -237,16 +245,8 @@ def verify_archive(path: Path, manifest: dict[str, Any] | None = None) -> dict[s
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
-            if digest.hexdigest() != want.get("sha256") or size != want.get("bytes"):
-                raise ValidationError(
-                    f"archive member {info.name} does not match its checksum in the manifest: the file is "
-                    "damaged; nothing was imported",
-                    field="archive",
-                    details={"member": info.name},
-                )
-    missing = sorted(set(expected) - seen)
-    if missing:
-        raise ValidationError(f"archive members missing: {', '.join(missing)}", field="archive")
+            _check_member(info.name, digest, size, want)
+    _check_complete(expected, seen)
     return manifest
 
 

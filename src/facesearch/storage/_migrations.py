@@ -87,6 +87,15 @@ class MigrationsMixin(StoreBase):
             result=dict(info.get("result", {})),
         )
 
+    @staticmethod
+    def _migration(s: Any, coll: DbCollection, migration: str) -> DbMigration:
+        m = s.scalar(
+            select(DbMigration).where(DbMigration.uid == migration, DbMigration.collection_id == coll.id)
+        )
+        if m is None:
+            raise NotFound(f"migration {migration!r} not found", details={"migration": migration})
+        return m  # type: ignore[no-any-return]
+
     def create_migration(
         self, collection_id: Ref, to_pack: str, *, drop_failed: bool = False
     ) -> MigrationRecord:
@@ -139,11 +148,7 @@ class MigrationsMixin(StoreBase):
     def get_migration(self, collection_id: Ref, migration: str) -> MigrationRecord:
         with self._read() as s:
             coll = self._collection(s, collection_id)
-            m = s.scalar(
-                select(DbMigration).where(DbMigration.uid == migration, DbMigration.collection_id == coll.id)
-            )
-            if m is None:
-                raise NotFound(f"migration {migration!r} not found", details={"migration": migration})
+            m = self._migration(s, coll, migration)
             return self._record(s, m, coll.uid)
 
     def list_migrations(
@@ -164,11 +169,7 @@ class MigrationsMixin(StoreBase):
         """Stop a migration and forget its shadow embeddings; a finished one cannot be cancelled."""
         with self._write() as s:
             coll = self._collection(s, collection_id)
-            m = s.scalar(
-                select(DbMigration).where(DbMigration.uid == migration, DbMigration.collection_id == coll.id)
-            )
-            if m is None:
-                raise NotFound(f"migration {migration!r} not found", details={"migration": migration})
+            m = self._migration(s, coll, migration)
             if m.state in (DONE, CANCELLED):
                 raise Conflict(f"migration {migration} is already {m.state}", details={"state": m.state})
             faces = select(DbFace.id).where(DbFace.collection_id == coll.id)
