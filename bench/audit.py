@@ -41,7 +41,8 @@ def main() -> None:
         svc = app.state.service
         svc.create_collection("staff")
         for i in range(args.faces):
-            svc.create_person("staff", external_id=f"p{i}", images=[person_photo(i % 250 + 1, i // 250 + 1, 0)])
+            photo_i = person_photo(i % 250 + 1, i // 250 + 1, 0)
+            svc.create_person("staff", external_id=f"p{i}", images=[photo_i])
         key = new_key(app, "reader")
         photo = person_photo(11, 1, 3)
         times: dict[bool, list[float]] = {True: [], False: []}

@@ -188,10 +188,31 @@ def collections_migrate(
         raise typer.Exit(1)
 
 
-def sources_new_key() -> None:
-    """Print a new key for FACESEARCH_SOURCE_KEY (the seal of stored face sources). Keep it safe:
-    the sources cannot be opened without it.
-    Example: export FACESEARCH_SOURCE_KEY=$(facesearch sources new-key)"""
+@handle_errors
+def sources_new_key(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="write the key to this new file (mode 0600) instead of stdout"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a new key for FACESEARCH_SOURCE_KEY (the seal of stored face sources). Keep it safe and
+    with your backups: the sources cannot be opened without it. It goes to stdout only when asked
+    for there (no --out), for `export FACESEARCH_SOURCE_KEY=$(facesearch sources new-key)`.
+    Example: facesearch sources new-key --out /etc/facesearch/source.key"""
+    import os
+
+    from facesearch.errors import Conflict
     from facesearch.service.sources import new_key
 
-    typer.echo(new_key())
+    key = new_key()
+    if out is None:
+        emit(as_json, lambda: {"key": key}, key)
+        return
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise Conflict(f"{out} exists: a key is never overwritten", details={"file": str(out)}) from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    emit(as_json, lambda: {"file": str(out)}, f"source key written to {out} (mode 0600)")
