@@ -133,8 +133,9 @@ def test_a_migration_switches_the_pack_with_the_same_answers(svc: FaceSearch) ->
     assert svc.migrations.step(mid, "fake2")  # one batch: every face embedded in the shadow
     assert svc.get_collection("staff").pack == "fake"  # identify still on the old pack
     assert _name(svc, person_photo(*ALICE, 1)) == ["alice"]
-    # A person enrolled during the migration is picked up before the switch.
+    # A person enrolled and a negative recorded during the migration are picked up before the switch.
     svc.create_person("staff", external_id="dora2", images=[person_photo(*DORA, 5)])
+    svc.add_negative("staff", "bob", image=person_photo(*CARL, 0))
     seen = []
     stale = svc.collection("staff")  # read before the switch, as a request in flight holds it
     done = svc.migrations.run(mid, progress=seen.append)

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 
 from facesearch.errors import Conflict, NotFound, ValidationError
 from facesearch.storage._base import Ref, StoreBase, chunks
-from facesearch.storage.records import OP_ADD_FACE, OP_DROP_COLLECTION, decode_embedding, encode_embedding
+from facesearch.storage.records import OP_ADD_FACE, OP_DROP_COLLECTION, encode_embedding
 from facesearch.storage.tables import (
     DbCollection,
     DbFace,
@@ -276,8 +276,10 @@ class MigrationsMixin(StoreBase):
             missing = list(
                 s.scalars(select(DbFace.uid).where(DbFace.collection_id == coll.id, DbFace.id.not_in(have)))
             )
-            if set(missing) - set(failed):
-                return None  # faces enrolled meanwhile: embed them first
+            negs = dict(info.get("negatives", {}))
+            negatives = list(s.scalars(select(DbNegative).where(DbNegative.collection_id == coll.id)))
+            if set(missing) - set(failed) or any(n.uid not in negs for n in negatives):
+                return None  # faces or negatives added meanwhile: embed them first
             if missing and not m.drop_failed:
                 m.state, m.updated_at = BLOCKED, utcnow()
                 s.flush()
@@ -300,13 +302,13 @@ class MigrationsMixin(StoreBase):
                     update(DbFace).where(DbFace.id == fid).values(embedding=emb, dim=dim, pack=m.to_pack),
                     execution_options={"synchronize_session": False},
                 )
-            s.execute(
-                delete(DbFaceVector).where(DbFaceVector.face_id.in_([r[0] for r in rows])),
-                execution_options={"synchronize_session": False},
-            )
-            negs = dict(info.get("negatives", {}))
+            for ids in chunks([r[0] for r in rows]):
+                s.execute(
+                    delete(DbFaceVector).where(DbFaceVector.face_id.in_(ids)),
+                    execution_options={"synchronize_session": False},
+                )
             negatives_dropped = 0
-            for neg in list(s.scalars(select(DbNegative).where(DbNegative.collection_id == coll.id))):
+            for neg in negatives:
                 vec = negs.get(neg.uid)
                 if vec is None:
                     s.delete(neg)
@@ -335,12 +337,3 @@ class MigrationsMixin(StoreBase):
             m.state, m.updated_at, m.finished_at = DONE, utcnow(), utcnow()
             s.flush()
             return self._record(s, m, coll.uid)
-
-    def face_vector(self, face_id: int, pack: str) -> npt.NDArray[np.float32] | None:
-        with self._read() as s:
-            data = s.scalar(
-                select(DbFaceVector.embedding).where(
-                    DbFaceVector.face_id == face_id, DbFaceVector.pack == pack
-                )
-            )
-            return decode_embedding(data) if data is not None else None
