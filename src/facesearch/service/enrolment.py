@@ -34,6 +34,11 @@ NEAR_DUPLICATE_DISTANCE_RATIO = 0.3
 THUMBNAIL_SIDE = 160  # longer side of the stored face thumbnail, pixels
 
 
+def stored_quality(face: FaceObservation) -> dict[str, object]:
+    """The quality record kept with a stored face: the measurements and the detector's score."""
+    return {**face.quality.to_dict(), "detection_score": round(face.detection.score, 3)}
+
+
 def new_face(face: FaceObservation, data: bytes, source: bytes | None = None) -> NewFace:
     """What is stored of a face found in a photo: embedding, box, quality, thumbnail, photo hash,
     and the sealed source when the collection keeps them."""
@@ -41,7 +46,7 @@ def new_face(face: FaceObservation, data: bytes, source: bytes | None = None) ->
         pack=face.pack,
         embedding=face.embedding,
         box=face.detection.box,
-        quality={**face.quality.to_dict(), "detection_score": round(face.detection.score, 3)},
+        quality=stored_quality(face),
         thumbnail=thumbnail_jpeg(face.chip, max_side=THUMBNAIL_SIDE),
         content_hash=hashlib.sha256(data).hexdigest(),
         source=source,

@@ -30,7 +30,7 @@ from facesearch.pipeline import AnalyseOptions, Analysis, ModelPack
 from facesearch.pipeline.liveness import require_live
 from facesearch.service.catalogue import Catalogue, CollectionRef
 from facesearch.service.context import CURRENT_REQUEST_ID
-from facesearch.service.enrolment import THUMBNAIL_SIDE, Enroller
+from facesearch.service.enrolment import THUMBNAIL_SIDE, Enroller, stored_quality
 from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
 from facesearch.service.options import (
@@ -316,7 +316,7 @@ class Searcher:
                 pack=f.pack,
                 embedding=f.embedding,
                 box=f.detection.box,
-                quality={**f.quality.to_dict(), "detection_score": round(f.detection.score, 3)},
+                quality=stored_quality(f),
                 thumbnail=thumbnail_jpeg(f.chip, max_side=THUMBNAIL_SIDE),
                 source=source,
                 request_id=rid,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from facesearch.domain import Box, Collection, check_collection_name
 from facesearch.errors import Conflict, ValidationError
 from facesearch.storage._base import Ref, StoreBase
+from facesearch.storage._faces import _check_box as check_box
 from facesearch.storage.records import OP_ADD_FACE, encode_embedding
 from facesearch.storage.tables import (
     DbChange,
@@ -262,7 +263,7 @@ class ArchiveMixin(StoreBase):
                         raise ValidationError(f"a face of pack {row['pack']!r} in a {coll.pack!r} collection")
                     data, dim = encode_embedding(_vector(row["embedding"]))
                     left, top, width, height = (int(v) for v in row["box"])
-                    _check_box(Box(left, top, width, height))
+                    check_box(Box(left, top, width, height))
                     f = DbFace(
                         uid=uid(row["id"], "fac_", DbFace),
                         person_id=p.id,
@@ -349,8 +350,3 @@ def _vector(data: Any) -> Any:
     if not isinstance(data, bytes | bytearray) or len(data) % 4:
         raise ValidationError("an embedding in the archive is not float32 bytes", field="archive")
     return np.frombuffer(data, dtype="<f4")
-
-
-def _check_box(box: Box) -> None:
-    if box.width <= 0 or box.height <= 0:
-        raise ValidationError("a face box in the archive is empty", field="archive")

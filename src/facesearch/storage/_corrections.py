@@ -4,7 +4,6 @@ people" (distinct pairs), merging two persons into one and splitting faces off i
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -373,5 +372,4 @@ class CorrectionsMixin(StoreBase):
                 self._log(s, OP_REMOVE_FACE, coll.id, face_id=fid, person_id=row.id)
             for fid in moving:
                 self._log(s, OP_ADD_FACE, coll.id, face_id=fid, person_id=new.id, payload={"moved": True})
-            out = self._to_person(new, coll.uid, effective)
-            return replace(out, faces=self._faces_of(s, new, coll.uid))
+            return self._to_person(new, coll.uid, effective, self._faces_of(s, new, coll.uid))
