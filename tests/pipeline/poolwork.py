@@ -14,3 +14,10 @@ def echo_pid(request: Any) -> int:
     if request.data == b"slow":
         time.sleep(3)
     return os.getpid()
+
+
+def cores_seen(request: Any) -> int:
+    """The cores the request was handed; b"slow" takes 1 second first."""
+    if request.data == b"slow":
+        time.sleep(1)
+    return int(request.cores)

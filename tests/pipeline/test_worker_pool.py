@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from poolwork import echo_pid
+from poolwork import cores_seen, echo_pid
 
 from facesearch.errors import ImageUnprocessable, WorkersUnavailable
 from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
@@ -116,7 +116,7 @@ CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from facesearch.pipeline.analyzer import AnalyseRequest, ProcessAnalyzer
-from poolwork import echo_pid
+from poolwork import cores_seen, echo_pid
 pool = ProcessAnalyzer(1, work=echo_pid)
 print(pool.analyse(AnalyseRequest("dlib", b"x", 10**6, 10**7)), flush=True)
 time.sleep(60)
@@ -139,3 +139,24 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_a_photo_alone_in_flight_gets_both_cores_and_one_beside_another_gets_one() -> None:
+    analyzer = ProcessAnalyzer(2, work=cores_seen, idle_cores=2)  # type: ignore[arg-type]
+    try:
+        assert analyzer.analyse(req(b"a")) == 2  # nothing else in flight
+        seen: list[int] = []
+        slow = threading.Thread(target=lambda: seen.append(analyzer.analyse(req(b"slow"))))
+        slow.start()
+        time.sleep(0.3)  # the slow one is in flight (alone when it started: 2 cores)
+        assert analyzer.analyse(req(b"b")) == 1
+        slow.join()
+        assert seen == [2]
+        assert analyzer.analyse(req(b"c")) == 2  # alone again
+    finally:
+        analyzer.close()
+    single = ProcessAnalyzer(1, work=cores_seen, idle_cores=1)  # type: ignore[arg-type]
+    try:
+        assert single.analyse(req(b"a")) == 1
+    finally:
+        single.close()

@@ -17,13 +17,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any, Protocol
 
 from facesearch.config import PackConfig
 from facesearch.errors import ImageUnprocessable, WorkersUnavailable
 from facesearch.pipeline.base import ModelPack
+from facesearch.pipeline.cores import using
 from facesearch.pipeline.packs import build_pack
 from facesearch.pipeline.runner import AnalyseOptions, Analysis, FacePipeline
 
@@ -32,13 +33,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnalyseRequest:
-    """One photo to analyse with which pack, within which limits, and how (``options``)."""
+    """One photo to analyse with which pack, within which limits, and how (``options``); ``cores``:
+    how many cores its analysis may use (``facesearch.pipeline.cores``)."""
 
     pack: str
     data: bytes
     max_bytes: int
     max_pixels: int
     options: AnalyseOptions = field(default_factory=AnalyseOptions)
+    cores: int = 1
 
 
 class Analyzer(Protocol):
@@ -69,9 +72,10 @@ class LocalAnalyzer:
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
         r = request
-        return self.pipeline(r.pack).analyse_bytes(
-            r.data, r.options, max_bytes=r.max_bytes, max_pixels=r.max_pixels
-        )
+        with using(r.cores):
+            return self.pipeline(r.pack).analyse_bytes(
+                r.data, r.options, max_bytes=r.max_bytes, max_pixels=r.max_pixels
+            )
 
     def packs_built(self) -> tuple[str, ...]:
         """The packs whose pipeline has been built, sorted."""
@@ -116,7 +120,11 @@ def _init_worker(
     _worker = LocalAnalyzer(lambda name: build_pack(name, pack_config))
     for pack in warm:
         try:
-            _worker.pipeline(pack).warm_up()
+            pipeline = _worker.pipeline(pack)
+            pipeline.warm_up()
+            if (os.cpu_count() or 1) > 1:  # the two-thread sessions of a photo alone in flight
+                with using(2):
+                    pipeline.pack.warm_up()
         except Exception as exc:  # a pack that cannot load says so on its first real request
             log.warning("worker %d could not warm up model pack %s: %s", os.getpid(), pack, exc)
 
@@ -154,6 +162,10 @@ class ProcessAnalyzer:
     a photo that has broken the pool ``POISON_CRASHES`` times is refused at once with
     ``IMAGE_UNPROCESSABLE``. Workers end themselves when this process dies. ``work`` is the
     function a worker runs per request (a seam for tests; it must be importable by the workers).
+
+    A photo that arrives while no other is in flight is analysed with ``idle_cores`` cores (default:
+    two on a machine with two or more): one client's request then uses both cores instead of one,
+    and as soon as a second request is in flight each photo gets one core again.
     """
 
     def __init__(
@@ -163,8 +175,12 @@ class ProcessAnalyzer:
         config: PackConfig | None = None,
         *,
         work: Callable[[AnalyseRequest], Analysis] | None = None,
+        idle_cores: int | None = None,
     ) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.idle_cores = idle_cores if idle_cores is not None else min(2, os.cpu_count() or 1)
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
         self._warm = tuple(warm)
         self._config = config
         self._work = work or _work
@@ -221,6 +237,18 @@ class ProcessAnalyzer:
             return len(pools)
 
     def analyse(self, request: AnalyseRequest) -> Analysis:
+        with self._flight_lock:
+            self._in_flight += 1
+            alone = self._in_flight == 1
+        try:
+            if alone and self.idle_cores > request.cores:
+                request = replace(request, cores=self.idle_cores)
+            return self._analyse(request)
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
+
+    def _analyse(self, request: AnalyseRequest) -> Analysis:
         def key() -> str:  # hashed only once some photo has crashed a worker: not on the hot path
             return hashlib.sha256(request.data).hexdigest()
 

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from facesearch.errors import ModelUnavailable
+from facesearch.pipeline.cores import cores
 from facesearch.pipeline.models_install import MODEL_FILES, missing_models, not_installed_error, onnx_dir
+from facesearch.pipeline.onnx.graph import rewritten
 
 
 def _import_onnxruntime() -> Any:
@@ -28,7 +30,11 @@ class OnnxModels:
     """Lazily created onnxruntime sessions, shared by the pack's parts within a process.
 
     One thread per session: the server gets its parallelism from worker processes, as
-    with dlib, so a session does not compete with the other worker for the cores.
+    with dlib, so a session does not compete with the other worker for the cores. A photo
+    analysed with two cores (``facesearch.pipeline.cores``: one request in flight) runs on a
+    second session of the same model with two threads that do not spin-wait between runs (a
+    spinning thread would take CPU from the other worker when work arrives). Roles in
+    ``free_batch`` have their fixed batch dimension freed (``onnx/graph.py``).
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class OnnxModels:
         files: Mapping[str, str] = MODEL_FILES,
         missing: Callable[[Path | None], list[str]] = missing_models,
         error: Callable[..., ModelUnavailable] = not_installed_error,
+        free_batch: frozenset[str] = frozenset(),
     ) -> None:
         """The npm pack's models by default; ``folder``, ``files``, ``missing`` and ``error``
         (called with the models folder and optionally what is missing) describe another installed
@@ -47,7 +54,8 @@ class OnnxModels:
         self._models_dir = models_dir
         self._threads = threads
         self._lock = threading.Lock()
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[tuple[str, int], Any] = {}
+        self._free_batch = free_batch
         self._folder, self._files, self._missing, self._error = folder, files, missing, error
 
     @property
@@ -64,31 +72,36 @@ class OnnxModels:
         if not self.installed():
             raise self._error(self._models_dir, what)
 
-    def session(self, role: str) -> Any:
-        """The onnxruntime session of a model role (``detect``, ``landmark``, ...)."""
-        found = self._sessions.get(role)
+    def session(self, role: str, threads: int | None = None) -> Any:
+        """The onnxruntime session of a model role (``detect``, ``landmark``, ...) with that many
+        intra-op threads (default: the pack's, raised to the current photo's cores)."""
+        threads = threads or max(self._threads, cores())
+        found = self._sessions.get((role, threads))
         if found is not None:
             return found
         with self._lock:
-            if role not in self._sessions:
+            if (role, threads) not in self._sessions:
                 path = self.folder / self._files[role]
                 if not path.is_file():
                     raise self._error(self._models_dir)
                 ort = _import_onnxruntime()
                 options = ort.SessionOptions()
                 options.log_severity_level = 3  # the liveness file has initializers listed as inputs
-                options.intra_op_num_threads = self._threads
+                options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                if threads > 1:
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 try:
-                    self._sessions[role] = ort.InferenceSession(
-                        str(path), options, providers=["CPUExecutionProvider"]
+                    graph = rewritten(str(path), batch=role in self._free_batch)
+                    self._sessions[(role, threads)] = ort.InferenceSession(
+                        graph, options, providers=["CPUExecutionProvider"]
                     )
-                except Exception as exc:  # onnxruntime raises its own exception types
+                except Exception as exc:  # onnx and onnxruntime raise their own exception types
                     raise ModelUnavailable(
                         f"cannot load {path.name}: {exc}; reinstall with the install command",
                         details={"file": path.name},
                     ) from exc
-            return self._sessions[role]
+            return self._sessions[(role, threads)]
 
     def run(self, role: str, tensor: np.ndarray) -> list[np.ndarray]:
         """Run one model on one input tensor (float32, NCHW); its outputs in order."""
