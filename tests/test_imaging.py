@@ -230,6 +230,21 @@ def test_target_max_side_odd_sizes_and_colour_kept() -> None:
     assert _is_colour(out.pixels[10, 10], (10, 200, 30), 8)
 
 
+def test_a_jpeg_near_twice_the_target_is_decoded_at_half_scale_and_used_as_it_is() -> None:
+    from facesearch.imaging import DRAFT_SLACK
+
+    data = _save(Image.fromarray(_gradient(2000, 1428)), "JPEG", quality=90)
+    out = decode_image(data, target_max_side=1024)
+    assert out.pixels.shape == (714, 1000, 3)  # the decoder's 1/2 scale: within DRAFT_SLACK of 1024
+    assert out.scale == pytest.approx(0.5) and 1000 >= DRAFT_SLACK * 1024
+    # Half of 1480 (740) is under 0.9 x 1024: decoded in full and resampled to the target side.
+    out = decode_image(_save(Image.fromarray(_gradient(1480, 832)), "JPEG"), target_max_side=1024)
+    assert out.pixels.shape == (round(832 * 1024 / 1480), 1024, 3)
+    # A PNG has no reduced-scale decode: resampled to the target side.
+    out = decode_image(_save(Image.fromarray(_gradient(2000, 1428)), "PNG"), target_max_side=1024)
+    assert out.pixels.shape == (731, 1024, 3)
+
+
 def test_target_max_side_never_upscales() -> None:
     out = decode_image(_save(Image.fromarray(_gradient(50, 40)), "PNG"), target_max_side=100)
     assert out.pixels.shape == (40, 50, 3) and out.scale == 1.0
