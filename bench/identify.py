@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--output",
                         str(args.profile),
                         "--nonblocking",
+                        "--gil",
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -41,7 +41,7 @@ def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     migrate(engine)
     assert path.exists()
     assert TABLES <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     engine.dispose()
 
 

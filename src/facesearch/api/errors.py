@@ -16,13 +16,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facesearch.errors import FaceSearchError
 from facesearch.service.context import CURRENT_REQUEST_ID
+from facesearch.storage.cache import enter_request_scope
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -95,6 +97,14 @@ def success(data: Any) -> dict[str, Any]:
     return {"success": True, "data": data}
 
 
+def success_response(data: BaseModel) -> Response:
+    """The success envelope of one response model, serialised by pydantic in one pass (the same
+    JSON FastAPI writes for the route's ``response_model``, without validating the model again and
+    encoding it through Python objects: the hot routes' answers, identify and identify-all)."""
+    body = b'{"success":true,"data":' + data.__pydantic_serializer__.to_json(data) + b"}"
+    return Response(content=body, media_type="application/json")
+
+
 def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The failure envelope, with ``details`` made JSON-safe."""
     return {
@@ -141,6 +151,7 @@ class RequestIdMiddleware:
             return
         rid = request_id_for(scope)
         CURRENT_REQUEST_ID.set(rid)  # read by the service (remembered unknown faces name it)
+        enter_request_scope()  # the store caches this request's reads (storage/cache.py)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

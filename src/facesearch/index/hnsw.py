@@ -275,7 +275,8 @@ class _Graph:
         if not asks:
             raise RuntimeError("the graph holds no live face")
         threads = 1 if len(queries) == 1 else -1
-        executor = pool.get() if pool is not None and len(asks) > 1 and len(queries) == 1 else None
+        parallel = pool is not None and len(asks) > 1 and len(queries) == 1 and not pool.busy()
+        executor = pool.get() if pool is not None and parallel else None
         if executor is None:
             found = [index.knn_query(points, k=k, num_threads=threads)[0] for index, k in asks]
         else:  # one query: the shards in parallel, this thread searching the first
@@ -306,9 +307,17 @@ class ShardPool:
 
     def __init__(self, workers: int = 4) -> None:
         self._workers = workers
+        self._cores = os.cpu_count() or 1
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        """Whether every core is taken right now (the kernel's count of runnable threads, this one
+        included, in ``/proc/loadavg``): then the shards are searched one after the other in the
+        calling thread, since a second thread would only queue for a core and the two would evict
+        each other's graph from the caches (measured: ``bench/index_latency.py --busy``)."""
+        return runnable() >= self._cores
 
     def get(self) -> ThreadPoolExecutor | None:
         """The executor (started now if needed), or None once closed."""
@@ -325,6 +334,16 @@ class ShardPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+def runnable() -> int:
+    """Threads runnable on the machine at this instant (``/proc/loadavg``'s fourth field, which
+    counts the caller); 1 where that file does not exist (then shards always run in parallel)."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            return int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return 1
 
 
 def default_shards() -> int:
@@ -431,7 +450,7 @@ class HnswIndex(PartitionedIndex):
         if graph is None:
             return None
         try:
-            found = graph.knn(queries, kk, self.ef_search)
+            found = graph.knn(queries, kk, self.ef_search, self._shard_pool)
         except RuntimeError:
             return None
         return [_rerank(store, q, fids) for q, fids in zip(queries, found, strict=True)]

@@ -51,6 +51,8 @@ class IndexFollower:
         self._closed = False
         #: A shared index: the cursor was last written by this process (which waits for its writes).
         self._cursor_mine = False
+        #: The data version at the start of the last complete sync (None: never synced).
+        self._synced_version: int | None = None
         if index.applied_seq > store.last_seq():
             log.warning("index snapshot is ahead of the database: rebuilding the index from SQL")
             self._reset()
@@ -59,20 +61,32 @@ class IndexFollower:
         for partition in self.index.partitions():
             self.index.drop_partition(partition)
         self.index.applied_seq = 0
+        self._synced_version = None
 
-    def sync(self) -> int:
+    def sync(self, *, fresh: bool = True) -> int:
         """Apply change-log entries the index has not seen yet; returns how many.
+
+        ``fresh=False`` (a search's own sync): trust the data version the HTTP request read when
+        it started (the index is then as current as the request's other reads) instead of
+        reading it again.
 
         A shared index (Milvus: ``index.shared``) holds its cursor itself and is written by one
         process at a time: when the log is ahead of the cursor this process knows, it takes the
         database's index lock, re-reads the cursor (another process may have applied the
         entries), applies the rest in order, and waits until they are visible to its searches."""
         with self._lock:
+            # Every change-log entry is written with a new data version: when the version is the
+            # one of the last sync, there is nothing to read (one small query instead of the log's).
+            version = self.store.data_version(fresh=fresh)
+            if version == self._synced_version:
+                return 0
             if getattr(self.index, "shared", False):
-                return self._sync_shared()
-            applied = self._replay()
-            if self.index.applied_seq - self._last_snapshot_seq >= SNAPSHOT_EVERY:
-                self.save_snapshot()
+                applied = self._sync_shared()
+            else:
+                applied = self._replay()
+                if self.index.applied_seq - self._last_snapshot_seq >= SNAPSHOT_EVERY:
+                    self.save_snapshot()
+            self._synced_version = version
         return applied
 
     def _erased(self) -> None:

@@ -162,7 +162,7 @@ class Searcher:
         analysis = self.models.analyse(coll.pack, image, how)
         if options.check_liveness:
             require_live(analysis, single=single)
-        self.follower.sync()
+        self.follower.sync(fresh=False)  # as current as the rest of this request (storage/cache.py)
         if self.follower.partition_packs.get(coll.pk, coll.pack) != coll.pack:
             raise _PackChanged  # a pack migration switched the collection meanwhile
         return pack, analysis

@@ -42,7 +42,7 @@ class AuditMixin(StoreBase):
     def add_audit(self, entry: AuditEntry) -> int:
         """Append one entry in its own transaction; returns its id."""
         texts = {k: (getattr(entry, k) or "")[:n] or None for k, n in _TEXT_LIMITS.items()}
-        with self._write() as s:
+        with self._write(bump=False) as s:
             row = DbAudit(
                 key_id=(entry.key_id or "")[:32] or None,
                 collection_id=(entry.collection_id or "")[:32] or None,
@@ -112,7 +112,7 @@ class AuditMixin(StoreBase):
     def purge_audit(self, retention_days: int) -> int:
         """Remove the entries older than ``retention_days``; how many."""
         cutoff = utcnow() - timedelta(days=retention_days)
-        with self._write() as s:
+        with self._write(bump=False) as s:
             result = s.execute(
                 delete(DbAudit).where(DbAudit.at < cutoff), execution_options={"synchronize_session": False}
             )

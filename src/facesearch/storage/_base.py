@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,10 +23,12 @@ from facesearch.domain import (
     check_label,
 )
 from facesearch.errors import Conflict, NotFound, ValidationError
+from facesearch.storage.cache import ReadCache, scope
 from facesearch.storage.db import PG_COLLECTION_LOCKS, PG_INDEX_LOCK, PG_WRITE_LOCK, WRITE_OPTION
 from facesearch.storage.tables import (
     DbChange,
     DbCollection,
+    DbDataVersion,
     DbFace,
     DbGroup,
     DbMembership,
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 Ref = int | str
 
 _CHUNK = 500
+_VERSION = select(DbDataVersion.version).where(DbDataVersion.id == 1)
+#: An ORM bulk UPDATE without synchronising objects of the session (there are none to update).
+_NO_SYNC = {"synchronize_session": False}
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -87,6 +92,8 @@ class StoreBase:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._dialect = engine.dialect.name
+        #: Reads of the request path, valid while the data version stays the same (cache.py).
+        self.cache = ReadCache()
 
     # --- transactions -------------------------------------------------------------
 
@@ -97,9 +104,11 @@ class StoreBase:
             yield session
 
     @contextmanager
-    def _write(self, *, erases: bool = False) -> Iterator[Session]:
+    def _write(self, *, erases: bool = False, bump: bool = True) -> Iterator[Session]:
         """One write transaction, committed on leaving; a unique-key race becomes Conflict.
-        ``erases``: the transaction deletes faces or other embeddings (see ``_wipe_wal``)."""
+        ``erases``: the transaction deletes faces or other embeddings (see ``_wipe_wal``).
+        ``bump``: raise the data version in the same transaction (every write but the few that
+        change nothing a request caches: the audit log, unknown faces, a key's last use)."""
         try:
             with self._sessions.begin() as session:
                 session.connection(execution_options={WRITE_OPTION: True})
@@ -107,12 +116,45 @@ class StoreBase:
                     # One writer at a time across every process, as SQLite's BEGIN IMMEDIATE (db.py).
                     session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
                 yield session
+                if bump:
+                    session.execute(
+                        update(DbDataVersion)
+                        .where(DbDataVersion.id == 1)
+                        .values(version=DbDataVersion.version + 1),
+                        execution_options=_NO_SYNC,
+                    )
         except IntegrityError as exc:
             raise Conflict(
                 "the change conflicts with existing data", details={"reason": str(exc.orig)}
             ) from None
+        finally:
+            if bump:
+                self._changed()
         if erases:
             self._wipe_wal()
+
+    def _changed(self) -> None:
+        """This process wrote (or tried to): drop what is cached, and the request's version."""
+        self.cache.clear()
+        current = scope()
+        if current is not None:
+            current.pop("v", None)
+
+    def data_version(self, *, fresh: bool = False) -> int:
+        """The data version: read once per HTTP request (then remembered for it), else each call;
+        ``fresh``: read it now (a check made under a lock must see what committed before it)."""
+        current = scope()
+        if current is not None and "v" in current and not fresh:
+            return current["v"]
+        with self.engine.connect() as conn:
+            version = int(conn.execute(_VERSION).scalar_one())
+        if current is not None:
+            current["v"] = version
+        return version
+
+    def _version_for_cache(self) -> int | None:
+        """The version cached reads are checked against; None outside a request (no caching)."""
+        return self.data_version() if scope() is not None else None
 
     @contextmanager
     def collection_lock(self, collection_id: int) -> Iterator[None]:

@@ -104,8 +104,12 @@ class CollectionsMixin(StoreBase):
         For the request path: ``get_collection`` counts the collection's persons and faces,
         which at 1M faces costs tens of milliseconds per request (see bench/scale.py).
         """
-        with self._read() as s:
-            return self._to_collection(self._collection(s, ref), None, None)
+
+        def load() -> Collection:
+            with self._read() as s:
+                return self._to_collection(self._collection(s, ref), None, None)
+
+        return self.cache.one(self._version_for_cache(), "collection", ref, load)
 
     def collection_pk(self, ref: Ref) -> int:
         """The integer primary key of a collection given by uid or name."""
@@ -279,14 +283,23 @@ class CollectionsMixin(StoreBase):
         if not isinstance(plaintext, str) or not plaintext:
             return None
         digest = hash_key(plaintext)
-        with self._read() as s:
-            row = s.scalar(select(DbApiKey).where(DbApiKey.key_hash == digest))
-            if row is None or row.revoked_at is not None:
-                return None
-            record = self._to_key(row)
+
+        def load() -> ApiKeyRecord | None:
+            with self._read() as s:
+                row = s.scalar(select(DbApiKey).where(DbApiKey.key_hash == digest))
+                if row is None or row.revoked_at is not None:
+                    return None
+                return self._to_key(row)
+
+        version = self._version_for_cache()
+        record = self.cache.one(version, "key", digest, load)
+        if record is None:
+            return None
         now = utcnow()
         if record.last_used_at is None or now - record.last_used_at >= _TOUCH_EVERY:
-            with self._write() as s:
+            if version is not None:  # the cached record learns its new last use
+                self.cache.put(version, "key", digest, replace(record, last_used_at=now))
+            with self._write(bump=False) as s:
                 s.execute(
                     update(DbApiKey)
                     .where(DbApiKey.key_hash == digest, DbApiKey.revoked_at.is_(None))

@@ -148,18 +148,24 @@ class CorrectionsMixin(StoreBase):
     def negatives_of(self, person_ids: Iterable[int]) -> dict[int, npt.NDArray[np.float32]]:
         """The negative embeddings of these persons (primary keys) as one (n, dim) matrix each;
         persons without negatives are left out. One query, for the search path."""
-        wanted = list(dict.fromkeys(int(p) for p in person_ids))
-        found: dict[int, list[bytes]] = {}
-        dims: dict[int, int] = {}
-        with self._read() as s:
-            for part in chunks(wanted):
-                stmt = select(DbNegative.person_id, DbNegative.dim, DbNegative.embedding).where(
-                    DbNegative.person_id.in_(part)
-                )
-                for pid, dim, emb in s.execute(stmt):
-                    found.setdefault(pid, []).append(emb)
-                    dims[pid] = int(dim)
-        return {pid: decode_embeddings(blobs, dims[pid]) for pid, blobs in found.items()}
+
+        def load(wanted: list[int]) -> dict[int, npt.NDArray[np.float32]]:
+            found: dict[int, list[bytes]] = {}
+            dims: dict[int, int] = {}
+            with self._read() as s:
+                for part in chunks(wanted):
+                    stmt = select(DbNegative.person_id, DbNegative.dim, DbNegative.embedding).where(
+                        DbNegative.person_id.in_(part)
+                    )
+                    for pid, dim, emb in s.execute(stmt):
+                        found.setdefault(pid, []).append(emb)
+                        dims[pid] = int(dim)
+            out = {pid: decode_embeddings(blobs, dims[pid]) for pid, blobs in found.items()}
+            for matrix in out.values():
+                matrix.setflags(write=False)  # shared by later requests through the cache
+            return out
+
+        return self.cache.many(self._version_for_cache(), "negatives", (int(p) for p in person_ids), load)
 
     def negative_count(self) -> int:
         """How many negatives the store holds (every collection)."""
@@ -208,16 +214,25 @@ class CorrectionsMixin(StoreBase):
     def distinct_pairs_of(self, person_ids: Iterable[int]) -> set[tuple[int, int]]:
         """The recorded different-people pairs (low pk, high pk) that involve any of these persons."""
         ids = sorted({int(p) for p in person_ids})
-        out: set[tuple[int, int]] = set()
         if not ids:
-            return out
-        with self._read() as s:
-            for part in chunks(ids):
-                stmt = select(DbDistinct.person_a, DbDistinct.person_b).where(
-                    or_(DbDistinct.person_a.in_(part), DbDistinct.person_b.in_(part))
-                )
-                out.update((int(a), int(b)) for a, b in s.execute(stmt))
-        return out
+            return set()
+
+        def load(wanted: list[int]) -> dict[int, frozenset[tuple[int, int]]]:
+            of: dict[int, set[tuple[int, int]]] = {p: set() for p in wanted}
+            with self._read() as s:
+                for part in chunks(wanted):
+                    stmt = select(DbDistinct.person_a, DbDistinct.person_b).where(
+                        or_(DbDistinct.person_a.in_(part), DbDistinct.person_b.in_(part))
+                    )
+                    for a, b in s.execute(stmt):
+                        pair = (int(a), int(b))
+                        for p in pair:
+                            if p in of:
+                                of[p].add(pair)
+            return {p: frozenset(pairs) for p, pairs in of.items()}
+
+        found = self.cache.many(self._version_for_cache(), "distinct", ids, load)
+        return set().union(*found.values())
 
     # --- merge and split ----------------------------------------------------------
 

@@ -178,12 +178,15 @@ class FacesMixin(StoreBase):
 
     def get_faces_by_ids(self, ids: Iterable[int]) -> dict[int, Face]:
         """Faces by primary key, any collection; missing ids are left out."""
-        wanted = list(dict.fromkeys(int(i) for i in ids))
-        out: dict[int, Face] = {}
-        with self._read() as s:
-            for part in chunks(wanted):
-                out.update(_query_faces(s, DbFace.id.in_(part)))
-        return out
+
+        def load(wanted: list[int]) -> dict[int, Face]:
+            out: dict[int, Face] = {}
+            with self._read() as s:
+                for part in chunks(wanted):
+                    out.update(_query_faces(s, DbFace.id.in_(part)))
+            return out
+
+        return self.cache.many(self._version_for_cache(), "face", (int(i) for i in ids), load)
 
     def get_face_thumbnail(self, ref: Ref) -> bytes:
         """The stored JPEG thumbnail of a face; NotFound when the face or its thumbnail is missing."""

@@ -111,21 +111,24 @@ class PersonsMixin(StoreBase):
 
     def get_persons_by_ids(self, ids: Iterable[int]) -> dict[int, Person]:
         """Persons (without faces) by primary key, any collection; missing ids are left out."""
-        wanted = list(dict.fromkeys(int(i) for i in ids))
-        out: dict[int, Person] = {}
-        with self._read() as s:
-            rows: list[tuple[DbPerson, str]] = []
-            for part in chunks(wanted):
-                stmt = (
-                    select(DbPerson, DbCollection.uid)
-                    .join(DbCollection, DbCollection.id == DbPerson.collection_id)
-                    .where(DbPerson.id.in_(part))
-                )
-                rows.extend((p, c) for p, c in s.execute(stmt))
-            groups = self._groups_of(s, [p.id for p, _ in rows])
-            for person, coll_uid in rows:
-                out[person.id] = self._to_person(person, coll_uid, groups[person.id])
-        return out
+
+        def load(wanted: list[int]) -> dict[int, Person]:
+            out: dict[int, Person] = {}
+            with self._read() as s:
+                rows: list[tuple[DbPerson, str]] = []
+                for part in chunks(wanted):
+                    stmt = (
+                        select(DbPerson, DbCollection.uid)
+                        .join(DbCollection, DbCollection.id == DbPerson.collection_id)
+                        .where(DbPerson.id.in_(part))
+                    )
+                    rows.extend((p, c) for p, c in s.execute(stmt))
+                groups = self._groups_of(s, [p.id for p, _ in rows])
+                for person, coll_uid in rows:
+                    out[person.id] = self._to_person(person, coll_uid, groups[person.id])
+            return out
+
+        return self.cache.many(self._version_for_cache(), "person", (int(i) for i in ids), load)
 
     def list_persons(
         self,

@@ -67,7 +67,7 @@ class UnknownsMixin(StoreBase):
     def add_unknowns(self, collection_id: Ref, faces: Sequence[NewUnknown], retention_days: int) -> list[str]:
         """Remember these faces (one transaction) and forget the collection's faces older than
         ``retention_days``; returns the new ids."""
-        with self._write() as s:
+        with self._write(bump=False) as s:
             coll = self._collection(s, collection_id)
             self._purge(s, coll.id, retention_days)
             out: list[str] = []
@@ -121,7 +121,7 @@ class UnknownsMixin(StoreBase):
 
     def purge_unknowns(self, collection_id: Ref, retention_days: int) -> int:
         """Forget the collection's unknown faces older than ``retention_days``; how many."""
-        with self._write(erases=True) as s:
+        with self._write(erases=True, bump=False) as s:
             return self._purge(s, self._collection(s, collection_id).id, retention_days)
 
     def unknown_count(self, collection_id: Ref | None = None) -> int:
@@ -181,7 +181,7 @@ class UnknownsMixin(StoreBase):
 
     def delete_unknowns(self, collection_id: Ref, ids: Sequence[str]) -> int:
         """Forget these unknown faces of the collection; how many were there."""
-        with self._write(erases=True) as s:
+        with self._write(erases=True, bump=False) as s:
             coll = self._collection(s, collection_id)
             gone = 0
             for part in chunks(list(dict.fromkeys(ids))):

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     ForeignKey,
@@ -324,6 +325,17 @@ class DbIndexCursor(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     generation: Mapped[str] = mapped_column(String(64))
+
+
+class DbDataVersion(Base):
+    """One row: a number every write transaction raises (except the audit log's, remembered
+    unknown faces' and a key's last-use time). A server that read it at the start of a request
+    and finds it unchanged knows nothing it caches has changed, in any process (storage/cache.py)."""
+
+    __tablename__ = "data_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class DbApiKey(Base):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi import Path as FastAPIPath
 
 from facesearch.api.deps import ImageBody, ImageRequest, ReadKey, ServiceDep, allowed_collection
-from facesearch.api.errors import success
+from facesearch.api.errors import success_response
 from facesearch.api.examples import COLLECTION_PATH_EXAMPLES, identify_all_example, identify_example
 from facesearch.api.responses import (
     IMAGE_ERROR_RESPONSES,
@@ -43,12 +43,12 @@ DETECT_BODY = ImageBody(DetectParams)
 VERIFY_BODY = ImageBody(VerifyParams, images=("image_a", "image_b"), required=("image_a",))
 
 
-def _identify(svc: FaceSearch, p: Principal, refs: list[str], body: ImageRequest[Any]) -> dict[str, Any]:
+def _identify(svc: FaceSearch, p: Principal, refs: list[str], body: ImageRequest[Any]) -> Response:
     options = body.params.to_options(SearchOptions)
     if options.enrols:
         p.require("write")  # enrolling from a search writes
     collections = [allowed_collection(svc, p, ref) for ref in refs]
-    return success(IdentifyOut.of(svc.search(collections, body.image(), options)))
+    return success_response(IdentifyOut.of(svc.search(collections, body.image(), options)))
 
 
 @router.post(
@@ -62,7 +62,7 @@ def identify(
     p: ReadKey,
     svc: ServiceDep,
     body: Annotated[ImageRequest[IdentifyParams], Depends(IDENTIFY_BODY)],
-) -> dict[str, Any]:
+) -> Response:
     """The best `top_k` persons for the photo's face (the central one, or `face=largest`), at or
     above `threshold` similarity. No match is `matches: []` with success true. `auto_enroll` and
     `enroll_if_unknown` need a writer key.
@@ -79,7 +79,7 @@ def identify(
 )
 def search(
     p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[MultiSearchParams], Depends(SEARCH_BODY)]
-) -> dict[str, Any]:
+) -> Response:
     """Identify over `collections` (a list, repeated form fields, or comma-separated) of one model
     pack; each match names its collection.
     The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
@@ -98,7 +98,7 @@ def identify_all(
     p: ReadKey,
     svc: ServiceDep,
     body: Annotated[ImageRequest[IdentifyAllParams], Depends(IDENTIFY_ALL_BODY)],
-) -> dict[str, Any]:
+) -> Response:
     """Every face (up to `max_faces`, at least `min_face_size` pixels) with its matches and a
     base64 JPEG crop (`output_size` wide, `output_aspect` width/height); faces nobody matched are
     in `unrecognized`.
@@ -106,7 +106,7 @@ def identify_all(
     (when the server allows URL fetching); base64 wins when several are given."""
     options = body.params.to_options(IdentifyAllOptions)
     coll = allowed_collection(svc, p, collection)
-    return success(IdentifyAllOut.of(svc.identify_all(coll, body.image(), options)))
+    return success_response(IdentifyAllOut.of(svc.identify_all(coll, body.image(), options)))
 
 
 @router.post(
@@ -117,13 +117,13 @@ def identify_all(
 )
 def detect(
     p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[DetectParams], Depends(DETECT_BODY)]
-) -> dict[str, Any]:
+) -> Response:
     """Every face with its box, landmarks, detection score and quality (none: `faces: []`).
     The photo: multipart file `image`, or JSON `image_base64` (base64 or a data: URI) or `image_url`
     (when the server allows URL fetching); base64 wins when several are given."""
     started = time.perf_counter()
     found = svc.detect(body.image(), body.params.to_options(DetectOptions))
-    return success(DetectOut.of(found, round((time.perf_counter() - started) * 1000, 2)))
+    return success_response(DetectOut.of(found, round((time.perf_counter() - started) * 1000, 2)))
 
 
 @router.post(
@@ -134,7 +134,7 @@ def detect(
 )
 def verify(
     p: ReadKey, svc: ServiceDep, body: Annotated[ImageRequest[VerifyParams], Depends(VERIFY_BODY)]
-) -> dict[str, Any]:
+) -> Response:
     """Compare two photos, `image_a` and `image_b` (multipart files, or JSON `image_a_base64` /
     `image_a_url` and `image_b_base64` / `image_b_url`), or one photo `image_a` with a `person`
     of a `collection` (their best enrolled face). Returns `similarity`, `distance` and `match`
@@ -152,4 +152,4 @@ def verify(
         collection=collection,
         person=q.person,
     )
-    return success(VerifyOut.of(result))
+    return success_response(VerifyOut.of(result))
