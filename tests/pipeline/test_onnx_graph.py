@@ -143,3 +143,18 @@ def test_two_cores_give_the_same_embedding_as_one(faces_dir: Path) -> None:
     assert len(one.faces) >= 2 and len(one.faces) == len(two.faces)
     for a, b in zip(one.faces, two.faces, strict=True):
         assert np.array_equal(a.embedding, b.embedding)
+
+
+def test_network_inputs_made_plane_by_plane_are_the_same_bits() -> None:
+    from facesearch.pipeline.onnx.retina import BGR_MEAN, bgr_planes
+    from facesearch.pipeline.onnx.tensors import planes
+
+    rng = np.random.default_rng(5)
+    chips = [rng.integers(0, 256, size=(112, 96, 3), dtype=np.uint8) for _ in range(3)]
+    whole = (np.stack([c.astype(np.float32) for c in chips]) - 127.5) / 128.0
+    assert np.array_equal(planes(chips, (0, 1, 2), 127.5, 128.0), whole.transpose(0, 3, 1, 2))
+    bgr = (chips[0].astype(np.float32)[..., ::-1] - 127.0) / 128.0
+    assert np.array_equal(planes(chips[0], (2, 1, 0), 127.0, 128.0), bgr.transpose(2, 0, 1)[None])
+    crop = chips[1]
+    expected = (np.asarray(crop, dtype=np.float32)[..., ::-1] - BGR_MEAN).transpose(2, 0, 1)[None]
+    assert np.array_equal(bgr_planes(crop), expected)

@@ -33,6 +33,7 @@ from facesearch.pipeline.onnx.align import CHIP_SIZE, REFERENCE_112, align_112, 
 from facesearch.pipeline.onnx.detect import OnnxDetection, RfbDetector, five_points, hog_box
 from facesearch.pipeline.onnx.models import OnnxModels
 from facesearch.pipeline.onnx.retina import RetinaLandmarks
+from facesearch.pipeline.onnx.tensors import planes
 from facesearch.pipeline.quality import BasicQualityChecker
 from facesearch.pipeline.similarity import LogisticSimilarity
 
@@ -93,13 +94,10 @@ class MobileFaceNetEmbedder(_OnnxEmbedder):
     dim = 512
 
     def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
+        order = (2, 1, 0) if FEATURE_CHANNELS == "bgr" else (0, 1, 2)
         rows = []
         for chip in chips:
-            x = np.asarray(chip, dtype=np.float32)
-            if FEATURE_CHANNELS == "bgr":
-                x = x[..., ::-1]
-            x = (x - 127.0) / 128.0
-            (out,) = self._models.run("feature", x.transpose(2, 0, 1)[None])
+            (out,) = self._models.run("feature", planes(np.asarray(chip), order, 127.0, 128.0))
             rows.append(out[0])
         return np.stack(rows)
 
@@ -116,8 +114,7 @@ class MobileFaceNet192Embedder(_OnnxEmbedder):
     dim = 192
 
     def _rows(self, chips: Sequence[RGBImage]) -> np.ndarray:
-        x = (np.stack([np.asarray(c, dtype=np.float32) for c in chips]) - 127.5) / 128.0
-        x = x.transpose(0, 3, 1, 2)
+        x = planes([np.asarray(c) for c in chips], (0, 1, 2), 127.5, 128.0)
         fixed = self._models.session("feature192").get_inputs()[0].shape[0]
         if not isinstance(fixed, int) or fixed <= 0:
             (out,) = self._models.run("feature192", x)

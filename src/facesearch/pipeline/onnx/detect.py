@@ -24,6 +24,7 @@ from PIL import Image
 
 from facesearch.domain import Box, Detection, Landmarks, RGBImage
 from facesearch.pipeline.onnx.models import OnnxModels
+from facesearch.pipeline.onnx.tensors import planes
 
 INPUT_W, INPUT_H = 320, 240
 LANDMARK_SIZE = 64
@@ -230,8 +231,7 @@ class RfbDetector:
         """Corner boxes (in ``image`` pixels) and scores above the floor."""
         h, w = image.shape[:2]
         resized = Image.fromarray(image).resize((INPUT_W, INPUT_H), Image.Resampling.BILINEAR)
-        x = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
-        scores, boxes = self.models.run("detect", x.transpose(2, 0, 1)[None])
+        scores, boxes = self.models.run("detect", planes(np.asarray(resized), (0, 1, 2), 127.0, 128.0))
         face = scores[0, :, 1]
         keep = face >= self._score_floor
         found = boxes[0][keep] * np.array([w, h, w, h], dtype=np.float32)

@@ -23,6 +23,7 @@ from PIL import Image
 from facesearch.domain import Box, RGBImage
 from facesearch.pipeline.onnx.detect import nms
 from facesearch.pipeline.onnx.models import OnnxModels
+from facesearch.pipeline.onnx.tensors import planes
 
 STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -73,6 +74,11 @@ def decode(
     return [(boxes[i], float(scores[i]), pts[i].astype(np.float64)) for i in order]
 
 
+def bgr_planes(rgb: np.ndarray) -> np.ndarray:
+    """The network's input: (1, 3, h, w) float32 B, G, R planes less ``BGR_MEAN``."""
+    return planes(rgb, (2, 1, 0), [float(m) for m in BGR_MEAN])
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -104,8 +110,7 @@ class RetinaLandmarks:
             (left, top, left + span, top + span),
             Image.Resampling.BILINEAR,
         )
-        x = np.asarray(crop, dtype=np.float32)[..., ::-1] - BGR_MEAN
-        loc, conf, pts = self.models.run("retina", x.transpose(2, 0, 1)[None])
+        loc, conf, pts = self.models.run("retina", bgr_planes(np.asarray(crop)))
         found = decode(loc[0], conf[0], pts[0], out, out, MIN_SCORE)
         scale = span / out
         target = (
