@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from facesearch.errors import ValidationError
 from facesearch.storage._base import StoreBase, check_json_object
@@ -42,22 +42,23 @@ class AuditMixin(StoreBase):
     def add_audit(self, entry: AuditEntry) -> int:
         """Append one entry in its own transaction; returns its id."""
         texts = {k: (getattr(entry, k) or "")[:n] or None for k, n in _TEXT_LIMITS.items()}
+        values = {
+            "at": utcnow(),
+            "key_id": (entry.key_id or "")[:32] or None,
+            "collection_id": (entry.collection_id or "")[:32] or None,
+            "operation": texts["operation"] or "unknown",
+            "method": texts["method"] or "",
+            "path": texts["path"] or "",
+            "status": int(entry.status),
+            "outcome": texts["outcome"] or "",
+            "summary": check_json_object(entry.summary or {}, "summary"),
+            "request_id": texts["request_id"],
+            "client": texts["client"],
+        }
         with self._write(bump=False) as s:
-            row = DbAudit(
-                key_id=(entry.key_id or "")[:32] or None,
-                collection_id=(entry.collection_id or "")[:32] or None,
-                operation=texts["operation"] or "unknown",
-                method=texts["method"] or "",
-                path=texts["path"] or "",
-                status=int(entry.status),
-                outcome=texts["outcome"] or "",
-                summary=check_json_object(entry.summary or {}, "summary"),
-                request_id=texts["request_id"],
-                client=texts["client"],
-            )
-            s.add(row)
-            s.flush()
-            return row.id
+            # A Core INSERT: one row per audited request, without the ORM's unit of work.
+            result = s.execute(insert(DbAudit).values(**values))
+            return int(result.inserted_primary_key[0])
 
     def list_audit(
         self,
