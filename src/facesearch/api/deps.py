@@ -36,9 +36,15 @@ P = TypeVar("P", bound=Params)
 MAX_IMAGES = 100  # per request, whatever their source
 
 
-def get_service(request: Request) -> FaceSearch:
+def service_of(request: Request) -> FaceSearch:
     """The app's FaceSearch (built by ``create_app``)."""
     return cast(FaceSearch, request.app.state.service)
+
+
+async def get_service(request: Request) -> FaceSearch:
+    """``service_of`` as a dependency. A coroutine: it only reads an attribute, and FastAPI would
+    otherwise hand it to a worker thread and back (a thread hop per request)."""
+    return service_of(request)
 
 
 ServiceDep = Annotated[FaceSearch, Depends(get_service)]
@@ -135,7 +141,7 @@ class ImageBody(Generic[P]):
         self.example = example  # a JSON body runnable from /docs (api/examples.py)
 
     async def __call__(self, request: Request) -> ImageRequest[P]:
-        settings: Settings = get_service(request).settings
+        settings: Settings = service_of(request).settings
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         files: dict[str, list[bytes]] = {}
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
