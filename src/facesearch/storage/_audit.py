@@ -57,8 +57,8 @@ class AuditMixin(StoreBase):
         }
         with self._write(bump=False) as s:
             # A Core INSERT: one row per audited request, without the ORM's unit of work.
-            result = s.execute(insert(DbAudit).values(**values))
-            return int(result.inserted_primary_key[0])
+            new_id = s.execute(insert(DbAudit).values(**values).returning(DbAudit.id)).scalar_one()
+            return int(new_id)
 
     def list_audit(
         self,
