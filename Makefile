@@ -53,6 +53,8 @@ BENCH_MAX ?= 1000000
 BENCH_DIR ?= /tmp/fs-bench
 bench: install
 	$(PY) bench/pipeline.py
+	$(PY) bench/pipeline.py --pack retina
+	$(PY) bench/identify.py
 	$(PY) bench/scale.py --max $(BENCH_MAX) --workdir $(BENCH_DIR)
 
 clean:

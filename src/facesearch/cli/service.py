@@ -38,7 +38,9 @@ def open_service(data_dir: Path | None, *, workers: int = 0) -> Any:
     from facesearch.service import FaceSearch
 
     settings = settings_for(data_dir)
-    analyzer = ProcessAnalyzer(workers, config=settings.pack_config()) if workers > 0 else None
+    # The CLI's batch work wants photos per second, not one photo fast: one core per photo always
+    # (a photo alone in flight between two others would take the core its neighbour needs).
+    analyzer = ProcessAnalyzer(workers, config=settings.pack_config(), idle_cores=1) if workers > 0 else None
     return FaceSearch(settings, analyzer=analyzer)
 
 
@@ -248,6 +250,9 @@ def enroll(
     interrupted = False
     try:
         coll = svc.collection(collection)  # read once, passed to every call
+        # Nothing searches while the folder is enrolled: the index catches up once, at the end,
+        # instead of after every photo (bench/enrol_cli.py).
+        svc.follower.defer_writes = True
         columns = (TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         from rich.console import Console
 
@@ -271,7 +276,11 @@ def enroll(
                     for future in futures:
                         future.cancel()
     finally:
-        svc.close()
+        svc.follower.defer_writes = False
+        try:
+            svc.sync()
+        finally:
+            svc.close()
     refused_file = _write_refusals(settings.data_dir, coll.name, report.refused) if report.refused else None
     if as_json:
         print_json(

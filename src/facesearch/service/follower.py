@@ -51,6 +51,8 @@ class IndexFollower:
         self._closed = False
         #: A shared index: the cursor was last written by this process (which waits for its writes).
         self._cursor_mine = False
+        #: Leave after_write's sync to the next search or an explicit sync (see after_write).
+        self.defer_writes = False
         #: The data version at the start of the last complete sync (None: never synced).
         self._synced_version: int | None = None
         if index.applied_seq > store.last_seq():
@@ -111,7 +113,11 @@ class IndexFollower:
 
     def after_write(self) -> None:
         """`sync` after a committed write: an index failure (its server down) is logged, not
-        raised, since the write is durable and the index catches up at a later sync."""
+        raised, since the write is durable and the index catches up at a later sync. With
+        ``defer_writes`` (a batch command that does not search meanwhile: ``facesearch enroll``)
+        nothing is done here: every search syncs first, and the command syncs once at its end."""
+        if self.defer_writes:
+            return
         try:
             self.sync()
         except IndexUnavailable as exc:
