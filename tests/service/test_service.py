@@ -281,3 +281,18 @@ def test_a_person_with_several_faces_is_scored_by_their_template(svc: FaceSearch
     assert raw.matches[0].distance == pytest.approx(by_face, abs=1e-4)
     with pytest.raises(ValidationError):
         svc.update_collection(staff, settings={"person_score": "median"})
+
+
+def test_deferred_index_writes_are_caught_up_by_the_next_search(svc: FaceSearch, staff: str) -> None:
+    # facesearch enroll defers the index's catch-up to its end; a search in between still sees
+    # every committed face, because it syncs first.
+    svc.follower.defer_writes = True
+    try:
+        before = svc.index.count(svc.collection(staff).pk)
+        svc.create_person(staff, external_id="dora", name="Dora", images=[person_photo(*DORA)])
+        assert svc.index.count(svc.collection(staff).pk) == before  # not applied yet
+        result = svc.identify(staff, person_photo(*DORA, 1))
+        assert [m.person.external_id for m in result.matches] == ["dora"]
+        assert svc.index.count(svc.collection(staff).pk) == before + 1
+    finally:
+        svc.follower.defer_writes = False
