@@ -119,6 +119,11 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages, printed beside every table."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -486,7 +491,16 @@ class FrRun:
     def __init__(self, fr: FaceRecognitionWay, vectors: np.ndarray, probe_paths: list[Path]) -> None:
         self.fr, self.paths = fr, probe_paths
         self.list_build_s, self.known = timed(lambda: [v.astype(np.float64) for v in vectors])
-        self.stages: dict[str, list[float]] = {"load": [], "encode": [], "distance": [], "total": []}
+        # What a numpy user would write instead of face_distance over a list: one float32 matrix
+        # scan (so our search's lead is measured against a fair scan too, not only the list).
+        self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.stages: dict[str, list[float]] = {
+            "load": [],
+            "encode": [],
+            "distance": [],
+            "numpy_scan": [],
+            "total": [],
+        }
         self.runs = 0
 
     def once(self, keep: bool = True, tolerance: float = 0.6) -> None:
@@ -501,8 +515,17 @@ class FrRun:
         best = int(np.argmin(distances))
         _match = distances[best] <= tolerance
         t3 = time.perf_counter()
+        probe = np.asarray(encodings[0], dtype=np.float32)
+        _scan = int(np.argmin(np.linalg.norm(self.matrix - probe, axis=1)))
+        t4 = time.perf_counter()
         if keep:
-            for k, v in (("load", t1 - t0), ("encode", t2 - t1), ("distance", t3 - t2), ("total", t3 - t0)):
+            for k, v in (
+                ("load", t1 - t0),
+                ("encode", t2 - t1),
+                ("distance", t3 - t2),
+                ("numpy_scan", t4 - t3),
+                ("total", t3 - t0),
+            ):
                 self.stages[k].append(v)
 
     def summary(self) -> dict[str, Any]:
@@ -717,6 +740,15 @@ def markdown(res: dict[str, Any]) -> str:
         "Shared noisy machine: compare ratios.\n"
     )
     rows = res["sizes"]
+    lines.append(
+        "Load average (1, 5, 15 min) before / after each gallery's measurements: "
+        + "; ".join(
+            f"{r['faces']:,}: {r['load']['before']} / {r['load']['after']}"
+            for r in res["sizes"]
+            if "load" in r
+        )
+        + "\n"
+    )
     lines.append("## Search (index alone, one thread)\n")
     head = [
         "faces",
@@ -868,8 +900,10 @@ def markdown(res: dict[str, Any]) -> str:
         "load ms",
         "face_encodings ms",
         "face_distance ms",
+        "float32 numpy scan ms",
         "total p50 ms",
         "scan / our search (HTTP search_ms)",
+        "numpy scan / our search",
         "scan / our HNSW index p50",
         "total / our identify HTTP p50",
     ]
@@ -889,8 +923,10 @@ def markdown(res: dict[str, Any]) -> str:
                     f"{f['fr_load_p50_ms']:.1f}",
                     f"{f['fr_encode_p50_ms']:.1f}",
                     f"{f['fr_distance_p50_ms']:.1f}",
+                    f"{f.get('fr_numpy_scan_p50_ms', float('nan')):.2f}",
                     f"{f['fr_total_p50_ms']:.1f}",
                     f"{f['fr_distance_p50_ms'] / search_ms:,.0f}x" if search_ms else "-",
+                    f"{f.get('fr_numpy_scan_p50_ms', float('nan')) / search_ms:,.1f}x" if search_ms else "-",
                     f"{f['fr_distance_p50_ms'] / x['hnsw_identify_p50_ms']:,.0f}x",
                     f"{f['fr_total_p50_ms'] / e['c1_p50_ms']:.2f}x" if e else "-",
                 ]
@@ -944,11 +980,12 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     add(f"search exact p50 <= 25 ms at {tag}", f"{x['exact_p50_ms']:.2f} ms", x["exact_p50_ms"] <= 25)
     # Queries back to back, as a server runs them; the interleaved figure follows an exact scan of
     # the whole gallery before every query (to share background load), which evicts the graph.
+    # Judged with the caches disturbed (interleaved), as a server that also analyses photos runs it.
     alone = x["hnsw_alone_p50_ms"]
     add(
-        f"search HNSW p50 <= 1 ms at {tag}",
-        f"{alone:.3f} ms back to back ({x['hnsw_p50_ms']:.3f} ms interleaved with exact scans)",
-        alone <= 1,
+        f"search HNSW p50 <= 1 ms at {tag} (interleaved with exact scans)",
+        f"{x['hnsw_p50_ms']:.3f} ms ({alone:.3f} ms back to back)",
+        x["hnsw_p50_ms"] <= 1,
     )
     add(
         f"HNSW recall within threshold >= 0.99 at {tag}",
@@ -963,12 +1000,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"server with {tag} faces starts <= 15 s", f"{e['startup_s']:.2f} s", e["startup_s"] <= 15)
         total = e["after_server_rss"] + e["after_workers_rss"]
         add(
-            f"server with {tag} faces < 2 GB RSS",
-            f"{e['after_server_rss'] / 2**30:.2f} GiB server "
-            f"(+{e['after_workers_rss'] / 2**30:.2f} GiB workers)",
-            e["after_server_rss"] < 2 * 2**30,
+            f"server with {tag} faces < 2 GB RSS, its workers counted",
+            f"{total / 2**30:.2f} GiB ({e['after_server_rss'] / 2**30:.2f} GiB server "
+            f"+ {e['after_workers_rss'] / 2**30:.2f} GiB workers)",
+            total < 2 * 2**30,
         )
-        _ = total
     if b.get("fr"):
         f = b["fr"]
         if b.get("e2e"):
@@ -1086,6 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
         fill_s, filled = fill_store(data_dir, gallery, args.pack)
         log(f"  SQL fill {fill_s:.1f} s")
         row: dict[str, Any] = {"faces": n, "gallery": gallery.parts, "sql_fill_s": fill_s}
+        row["load"] = {"before": loadavg()}
         row["search"] = search_bench(gallery, filled, threshold, data_dir / "index")
         log(
             f"  search p50 exact {row['search']['exact_p50_ms']:.3f} ms, "
@@ -1113,6 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
             del fr_run
             gc.collect()
         refs[n] = (data_dir, filled["key"])
+        row["load"]["after"] = loadavg()
         res["sizes"].append(row)
         if not args.keep and n != sizes[0]:
             shutil.rmtree(data_dir, ignore_errors=True)
