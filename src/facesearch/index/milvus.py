@@ -72,6 +72,8 @@ _MAX_TOPK = 16_384  # Milvus's limit on one search's results
 #: How long a partition's face count is reused (it sizes the gallery-aware threshold; another
 #: process's writes show in it after at most this long).
 COUNT_TTL_S = 1.0
+#: How long a load waits for the index of a collection another process is creating.
+LOAD_WAIT_S = 30.0
 _BATCH = 4_000  # rows per insert call (704-d: 11 MB, well under gRPC's 64 MB)
 _QUERY_BATCH = 16_000  # rows per query page
 _MAX_GROUPS = 128  # ARRAY capacity: a person is in at most GROUPS_MAX (100) groups
@@ -164,6 +166,20 @@ class MilvusIndex(SearchOne):
                 raise IndexUnavailable(f"the Milvus index is unreachable: {exc}") from exc
             raise
 
+    def _load(self, name: str) -> None:
+        """Load a collection. One another process has just created may not have its index yet
+        (Milvus creates the collection, then its index): "index not found" is then waited out for
+        up to LOAD_WAIT_S (two servers started at once on an empty Milvus met it)."""
+        deadline = time.monotonic() + LOAD_WAIT_S
+        while True:
+            try:
+                self._call(lambda: self._client.load_collection(name))
+                return
+            except IndexUnavailable as exc:
+                if "index not found" not in exc.message or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def _name(self, dim: int) -> str:
         return f"{self.prefix}_d{dim}"
 
@@ -172,7 +188,7 @@ class MilvusIndex(SearchOne):
 
         c = self._client
         if self._call(lambda: c.has_collection(self._meta)):
-            self._call(lambda: c.load_collection(self._meta))
+            self._load(self._meta)
             return
         log.info("creating the Milvus collections %s_*", self.prefix)
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -184,9 +200,9 @@ class MilvusIndex(SearchOne):
         if not self._create(
             self._meta, lambda: c.create_collection(self._meta, schema=schema, index_params=index)
         ):
-            self._call(lambda: c.load_collection(self._meta))
+            self._load(self._meta)
             return  # another process created it at the same moment (and its generation)
-        self._call(lambda: c.load_collection(self._meta))
+        self._load(self._meta)
         self._set_meta("generation", {"name": secrets.token_hex(16)})
         self.barrier()
 
@@ -237,7 +253,7 @@ class MilvusIndex(SearchOne):
                     name, schema=schema, index_params=index, num_shards=self.shards, num_partitions=16
                 ),
             )
-        self._call(lambda: c.load_collection(name))
+        self._load(name)
         self._ready.add(name)
         return name
 
