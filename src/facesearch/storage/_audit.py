@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 
 from facesearch.errors import ValidationError
-from facesearch.storage._base import StoreBase, check_json_object
+from facesearch.storage._base import NO_SYNC, StoreBase, check_json_object
 from facesearch.storage.records import decode_cursor, encode_cursor
 from facesearch.storage.tables import DbAudit, utcnow
 
@@ -114,7 +114,5 @@ class AuditMixin(StoreBase):
         """Remove the entries older than ``retention_days``; how many."""
         cutoff = utcnow() - timedelta(days=retention_days)
         with self._write(bump=False) as s:
-            result = s.execute(
-                delete(DbAudit).where(DbAudit.at < cutoff), execution_options={"synchronize_session": False}
-            )
+            result = s.execute(delete(DbAudit).where(DbAudit.at < cutoff), execution_options=NO_SYNC)
             return int(getattr(result, "rowcount", 0) or 0)

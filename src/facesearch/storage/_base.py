@@ -45,8 +45,9 @@ Ref = int | str
 
 _CHUNK = 500
 _VERSION = select(DbDataVersion.version).where(DbDataVersion.id == 1)
-#: An ORM bulk UPDATE without synchronising objects of the session (there are none to update).
-_NO_SYNC = {"synchronize_session": False}
+#: Execution options of an ORM bulk UPDATE or DELETE that leaves the session's objects alone (the
+#: store's writes never hold the rows they change as objects): every part of the store uses it.
+NO_SYNC = {"synchronize_session": False}
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -121,7 +122,7 @@ class StoreBase:
                         update(DbDataVersion)
                         .where(DbDataVersion.id == 1)
                         .values(version=DbDataVersion.version + 1),
-                        execution_options=_NO_SYNC,
+                        execution_options=NO_SYNC,
                     )
         except IntegrityError as exc:
             raise Conflict(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.domain import Collection, check_collection_name, check_kind
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, check_json_object, check_text
 from facesearch.storage.records import OP_DROP_COLLECTION, ROLES, ApiKeyRecord
 from facesearch.storage.tables import (
     DbApiKey,
@@ -27,7 +27,6 @@ from facesearch.storage.tables import (
 )
 
 _TOUCH_EVERY = timedelta(minutes=1)
-_NO_CHANGE = {"synchronize_session": False}
 
 
 def hash_key(plaintext: str) -> str:
@@ -194,11 +193,11 @@ class CollectionsMixin(StoreBase):
             cid = row.id
             persons = select(DbPerson.id).where(DbPerson.collection_id == cid)
             s.execute(
-                delete(DbMembership).where(DbMembership.person_id.in_(persons)), execution_options=_NO_CHANGE
+                delete(DbMembership).where(DbMembership.person_id.in_(persons)), execution_options=NO_SYNC
             )
-            s.execute(delete(DbFace).where(DbFace.collection_id == cid), execution_options=_NO_CHANGE)
-            s.execute(delete(DbGroup).where(DbGroup.collection_id == cid), execution_options=_NO_CHANGE)
-            s.execute(delete(DbPerson).where(DbPerson.collection_id == cid), execution_options=_NO_CHANGE)
+            s.execute(delete(DbFace).where(DbFace.collection_id == cid), execution_options=NO_SYNC)
+            s.execute(delete(DbGroup).where(DbGroup.collection_id == cid), execution_options=NO_SYNC)
+            s.execute(delete(DbPerson).where(DbPerson.collection_id == cid), execution_options=NO_SYNC)
             s.delete(row)
             s.flush()
             self._log(s, OP_DROP_COLLECTION, cid, payload={"name": row.name, "uid": row.uid})
@@ -304,7 +303,7 @@ class CollectionsMixin(StoreBase):
                     update(DbApiKey)
                     .where(DbApiKey.key_hash == digest, DbApiKey.revoked_at.is_(None))
                     .values(last_used_at=now),
-                    execution_options=_NO_CHANGE,
+                    execution_options=NO_SYNC,
                 )
             record = replace(record, last_used_at=now)
         return record

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, or_, select, update
 
 from facesearch.domain import Negative, Person, check_label, check_metadata, face_limit_reached
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, chunks
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, chunks
 from facesearch.storage.records import (
     OP_ADD_FACE,
     OP_ADD_NEGATIVE,
@@ -37,7 +37,6 @@ from facesearch.storage.tables import (
 MAX_NEGATIVES_PER_PERSON = 100
 MAX_SPLIT_FACES = 1000
 METADATA_POLICIES = ("target", "source", "union")
-_NO_SYNC = {"synchronize_session": False}
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:
@@ -272,7 +271,7 @@ class CorrectionsMixin(StoreBase):
             for part in chunks(moving):
                 s.execute(
                     update(DbFace).where(DbFace.id.in_(part)).values(person_id=into.id),
-                    execution_options=_NO_SYNC,
+                    execution_options=NO_SYNC,
                 )
             for fid in moving:
                 self._log(s, OP_REMOVE_FACE, coll.id, face_id=fid, person_id=src.id)
@@ -281,13 +280,11 @@ class CorrectionsMixin(StoreBase):
             theirs = set(s.scalars(select(DbMembership.group_id).where(DbMembership.person_id == src.id)))
             for gid in sorted(theirs - mine):
                 s.add(DbMembership(person_id=into.id, group_id=gid))
-            s.execute(
-                delete(DbMembership).where(DbMembership.person_id == src.id), execution_options=_NO_SYNC
-            )
+            s.execute(delete(DbMembership).where(DbMembership.person_id == src.id), execution_options=NO_SYNC)
             # Negatives and different-people pairs follow the faces.
             s.execute(
                 update(DbNegative).where(DbNegative.person_id == src.id).values(person_id=into.id),
-                execution_options=_NO_SYNC,
+                execution_options=NO_SYNC,
             )
             pairs = list(
                 s.execute(
@@ -298,7 +295,7 @@ class CorrectionsMixin(StoreBase):
             )
             s.execute(
                 delete(DbDistinct).where(or_(DbDistinct.person_a == src.id, DbDistinct.person_b == src.id)),
-                execution_options=_NO_SYNC,
+                execution_options=NO_SYNC,
             )
             for a, b in pairs:
                 other = b if a == src.id else a
@@ -315,7 +312,7 @@ class CorrectionsMixin(StoreBase):
             # Old ids of the source (and of persons merged into it before) now point at the target.
             s.execute(
                 update(DbRedirect).where(DbRedirect.target_id == src.id).values(target_id=into.id),
-                execution_options=_NO_SYNC,
+                execution_options=NO_SYNC,
             )
             s.add(DbRedirect(uid=src.uid, collection_id=coll.id, target_id=into.id))
             src_id = src.id
@@ -378,7 +375,7 @@ class CorrectionsMixin(StoreBase):
             for part in chunks(moving):
                 s.execute(
                     update(DbFace).where(DbFace.id.in_(part)).values(person_id=new.id),
-                    execution_options=_NO_SYNC,
+                    execution_options=NO_SYNC,
                 )
             row.updated_at = utcnow()
             s.flush()

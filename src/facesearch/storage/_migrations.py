@@ -13,7 +13,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, chunks
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, chunks
 from facesearch.storage.records import OP_ADD_FACE, OP_DROP_COLLECTION, encode_embedding
 from facesearch.storage.tables import (
     DbCollection,
@@ -175,7 +175,7 @@ class MigrationsMixin(StoreBase):
             faces = select(DbFace.id).where(DbFace.collection_id == coll.id)
             s.execute(
                 delete(DbFaceVector).where(DbFaceVector.pack == m.to_pack, DbFaceVector.face_id.in_(faces)),
-                execution_options={"synchronize_session": False},
+                execution_options=NO_SYNC,
             )
             m.state, m.updated_at, m.finished_at = CANCELLED, utcnow(), utcnow()
             s.flush()
@@ -289,7 +289,7 @@ class MigrationsMixin(StoreBase):
                 for part in chunks(missing):
                     result = s.execute(
                         delete(DbFace).where(DbFace.collection_id == coll.id, DbFace.uid.in_(part)),
-                        execution_options={"synchronize_session": False},
+                        execution_options=NO_SYNC,
                     )
                     dropped += int(getattr(result, "rowcount", 0) or 0)
             rows = s.execute(
@@ -300,12 +300,12 @@ class MigrationsMixin(StoreBase):
             for fid, dim, emb in rows:
                 s.execute(
                     update(DbFace).where(DbFace.id == fid).values(embedding=emb, dim=dim, pack=m.to_pack),
-                    execution_options={"synchronize_session": False},
+                    execution_options=NO_SYNC,
                 )
             for ids in chunks([r[0] for r in rows]):
                 s.execute(
                     delete(DbFaceVector).where(DbFaceVector.face_id.in_(ids)),
-                    execution_options={"synchronize_session": False},
+                    execution_options=NO_SYNC,
                 )
             negatives_dropped = 0
             for neg in negatives:
@@ -318,7 +318,7 @@ class MigrationsMixin(StoreBase):
                 neg.embedding, neg.dim, neg.pack = data, len(data) // 4, m.to_pack
             forgot = s.execute(
                 delete(DbUnknown).where(DbUnknown.collection_id == coll.id),
-                execution_options={"synchronize_session": False},
+                execution_options=NO_SYNC,
             )
             coll.pack = m.to_pack
             s.flush()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.domain import DEFAULT_GROUP, Group, Person, check_label, check_metadata
 from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, chunks
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, chunks
 from facesearch.storage.records import (
     DEFAULT_GROUP_ID,
     OP_REMOVE_PERSON,
@@ -31,7 +31,6 @@ from facesearch.storage.tables import (
 )
 
 MAX_LIMIT = 1000
-_NO_SYNC = {"synchronize_session": False}
 
 
 def _check_group_name(name: Any) -> str:
@@ -215,8 +214,8 @@ class PersonsMixin(StoreBase):
             row = self._person(s, coll, ref)
             pid = row.id
             face_ids = list(s.scalars(select(DbFace.id).where(DbFace.person_id == pid).order_by(DbFace.id)))
-            s.execute(delete(DbFace).where(DbFace.person_id == pid), execution_options=_NO_SYNC)
-            s.execute(delete(DbMembership).where(DbMembership.person_id == pid), execution_options=_NO_SYNC)
+            s.execute(delete(DbFace).where(DbFace.person_id == pid), execution_options=NO_SYNC)
+            s.execute(delete(DbMembership).where(DbMembership.person_id == pid), execution_options=NO_SYNC)
             s.delete(row)
             s.flush()
             self._log(s, OP_REMOVE_PERSON, coll.id, person_id=pid, payload={"face_ids": face_ids})
@@ -291,14 +290,14 @@ class PersonsMixin(StoreBase):
                     .order_by(DbMembership.person_id)
                 )
             )
-            s.execute(delete(DbMembership).where(DbMembership.group_id == row.id), execution_options=_NO_SYNC)
+            s.execute(delete(DbMembership).where(DbMembership.group_id == row.id), execution_options=NO_SYNC)
             s.delete(row)
             s.flush()
             now = utcnow()
             for part in chunks(affected):
                 s.execute(
                     update(DbPerson).where(DbPerson.id.in_(part)).values(updated_at=now),
-                    execution_options=_NO_SYNC,
+                    execution_options=NO_SYNC,
                 )
             for pid, groups in self._groups_of(s, affected).items():
                 self._log_groups(s, coll.id, pid, groups)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from facesearch.domain import Box, Person, UnknownFace, check_label, check_metadata, face_limit_reached
 from facesearch.errors import NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, check_json_object, chunks
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, check_json_object, chunks
 from facesearch.storage.records import (
     NewFace,
     decode_cursor,
@@ -29,7 +29,6 @@ from facesearch.storage.tables import DbFace, DbPerson, DbUnknown, new_uid, utcn
 MAX_UNKNOWNS_PER_CALL = 1000
 #: At most this many unknown faces are kept per collection: past it the oldest are forgotten first.
 MAX_UNKNOWNS_PER_COLLECTION = 100_000
-_NO_SYNC = {"synchronize_session": False}
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +106,7 @@ class UnknownsMixin(StoreBase):
         if keep_from is not None:
             s.execute(
                 delete(DbUnknown).where(DbUnknown.collection_id == collection_pk, DbUnknown.id <= keep_from),
-                execution_options=_NO_SYNC,
+                execution_options=NO_SYNC,
             )
 
     @staticmethod
@@ -115,7 +114,7 @@ class UnknownsMixin(StoreBase):
         cutoff = utcnow() - timedelta(days=retention_days)
         result = s.execute(
             delete(DbUnknown).where(DbUnknown.collection_id == collection_pk, DbUnknown.seen_at < cutoff),
-            execution_options=_NO_SYNC,
+            execution_options=NO_SYNC,
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -187,7 +186,7 @@ class UnknownsMixin(StoreBase):
             for part in chunks(list(dict.fromkeys(ids))):
                 result = s.execute(
                     delete(DbUnknown).where(DbUnknown.collection_id == coll.id, DbUnknown.uid.in_(part)),
-                    execution_options=_NO_SYNC,
+                    execution_options=NO_SYNC,
                 )
                 gone += int(getattr(result, "rowcount", 0) or 0)
             return gone
@@ -259,7 +258,7 @@ class UnknownsMixin(StoreBase):
                 self._insert_face(s, coll, target, new)
                 added += 1
             for pks in chunks([r.id for r in rows]):
-                s.execute(delete(DbUnknown).where(DbUnknown.id.in_(pks)), execution_options=_NO_SYNC)
+                s.execute(delete(DbUnknown).where(DbUnknown.id.in_(pks)), execution_options=NO_SYNC)
             s.flush()
             person_out = self._to_person(target, coll.uid, groups_now, self._faces_of(s, target, coll.uid))
             return person_out, added
