@@ -316,7 +316,7 @@ class ShardPool:
         """Whether every core is taken right now (the kernel's count of runnable threads, this one
         included, in ``/proc/loadavg``): then the shards are searched one after the other in the
         calling thread, since a second thread would only queue for a core and the two would evict
-        each other's graph from the caches (measured: ``bench/index_latency.py --busy``)."""
+        each other's graph from the caches (measured: ``bench/shards_busy.py``)."""
         return runnable() >= self._cores
 
     def get(self) -> ThreadPoolExecutor | None:

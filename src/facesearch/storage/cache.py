@@ -62,7 +62,6 @@ class ReadCache:
         self._entries = entries
         self._lock = threading.Lock()
         self._values: OrderedDict[tuple[str, Hashable], tuple[int, Any]] = OrderedDict()
-        self.hits = self.misses = 0
 
     def clear(self) -> None:
         with self._lock:
@@ -72,10 +71,8 @@ class ReadCache:
         with self._lock:
             found = self._values.get((kind, key))
             if found is None or found[0] != version:
-                self.misses += 1
                 return False, None
             self._values.move_to_end((kind, key))
-            self.hits += 1
             return True, found[1]
 
     def put(self, version: int, kind: str, key: Hashable, value: Any) -> None:

@@ -5,10 +5,10 @@ onnxruntime runs is an equivalent graph that is faster on this CPU, with the sam
 last bit (tests/pipeline/test_onnx_graph.py runs both on random and real inputs):
 
 - ``PRelu`` as ``Relu(x) + (slope / 2) * (x - |x|)``: onnxruntime's PRelu kernel with a per-channel
-  slope is slow on x86 (MobileFaceNet-512: 9.0 ms a chip with its 33 PRelus, 5.1 ms rewritten,
-  one thread); the elementwise form is what the 192-d graph converted from TensorFlow Lite already
-  has (``bench/models.py`` prints both). For x >= 0 the second term is exactly 0; for x < 0, x - |x|
-  is exactly 2x, so the product is exactly slope * x.
+  slope is slow on x86 (MobileFaceNet-512: 9.0 ms a chip with its 33 PRelus, 5.1 ms rewritten, one
+  thread, both sessions timed in one process); the elementwise form is what the 192-d graph
+  converted from TensorFlow Lite already has. For x >= 0 the second term is exactly 0; for x < 0,
+  x - |x| is exactly 2x, so the product is exactly slope * x.
 - A fixed batch dimension made free (``free_batch``): the 192-d MobileFaceNet was converted with a
   batch of two, so one chip ran twice (10.3 ms); with a free batch one chip costs 5.3 ms.
 """
@@ -34,9 +34,7 @@ def unfuse_prelu(model: Any) -> int:
             continue
         x, slope = node.input
         y = node.output[0]
-        half = (numpy_helper.to_array(constants[slope]).astype(np.float32) * np.float32(0.5)).astype(
-            np.float32
-        )
+        half = numpy_helper.to_array(constants[slope]).astype(np.float32) * np.float32(0.5)
         half_name = f"{y}__half_slope"
         graph.initializer.append(numpy_helper.from_array(half, half_name))
         nodes += [

@@ -55,6 +55,7 @@ class OnnxModels:
         self._threads = threads
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, int], Any] = {}
+        self._graphs: dict[str, bytes | str] = {}  # per role, rewritten once for both sessions
         self._free_batch = free_batch
         self._folder, self._files, self._missing, self._error = folder, files, missing, error
 
@@ -92,7 +93,9 @@ class OnnxModels:
                 if threads > 1:
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 try:
-                    graph = rewritten(str(path), batch=role in self._free_batch)
+                    if role not in self._graphs:
+                        self._graphs[role] = rewritten(str(path), batch=role in self._free_batch)
+                    graph = self._graphs[role]
                     self._sessions[(role, threads)] = ort.InferenceSession(
                         graph, options, providers=["CPUExecutionProvider"]
                     )
