@@ -24,7 +24,7 @@ from facesearch.service.follower import IndexFollower
 from facesearch.service.models import Models
 from facesearch.service.options import EnrolOptions, SearchOptions
 from facesearch.service.sources import SourceSeal
-from facesearch.storage import NewFace, Store
+from facesearch.storage import NewFace, PersonFace, Store
 
 # A query face this close to a stored face of the person is a near-duplicate: auto-enrol never
 # stores it. Measured as a share of the pack's default decision distance, because the calibrated
@@ -148,6 +148,17 @@ class Enroller:
         if len(target.faces) >= limit:
             raise face_limit_reached(target.id, len(target.faces), limit)
         return self._store(coll, target.id, self.face_from_photo(coll, image, options))
+
+    def enroll_batch(
+        self, coll: Collection, items: Sequence[PersonFace]
+    ) -> list[Face | FaceSearchError | None]:
+        """Store analysed faces of persons by external id in one transaction (``Store.enroll_faces``:
+        a person is created at its first face; the per-person limit and the same-photo rule are
+        checked per face inside the transaction); each item's stored face, refusal, or None when
+        that photo was already enrolled for the person."""
+        done = self.store.enroll_faces(coll.pk, items, max_faces=int(coll.setting("max_faces_per_person")))
+        self.follower.after_write()
+        return done
 
     def _store(self, coll: Collection, person: str, new: NewFace) -> Face:
         """Store one more face of a person; the face limit is checked again, and the same photo

@@ -29,6 +29,7 @@ from facesearch.domain import (
     Person,
     VerifyResult,
 )
+from facesearch.errors import FaceSearchError
 from facesearch.index import VectorIndex, open_index
 from facesearch.pipeline import ModelPack
 from facesearch.pipeline.analyzer import Analyzer
@@ -48,7 +49,7 @@ from facesearch.service.options import (
 )
 from facesearch.service.searcher import Searcher
 from facesearch.service.sources import SourceSeal
-from facesearch.storage import Store, open_store
+from facesearch.storage import NewFace, PersonFace, Store, open_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -243,6 +244,26 @@ class FaceSearch:
         """Enrol one more face of a person (``EnrolOptions``: ``face``, ``crop``, ``check_liveness``)."""
         coll = self.catalogue.resolve(collection)
         return self.enroller.add_face(coll, person, image, EnrolOptions.build(options, overrides))
+
+    def analyse_photo(
+        self, collection: CollectionRef, image: bytes, options: EnrolOptions | None = None, **overrides: Any
+    ) -> NewFace:
+        """The face one photo would enrol, analysed and checked as ``add_face`` checks it, nothing
+        written (a refused photo raises why); for ``enroll_faces``."""
+        coll = self.catalogue.resolve(collection)
+        return self.enroller.face_from_photo(coll, image, EnrolOptions.build(options, overrides))
+
+    def enroll_faces(
+        self, collection: CollectionRef, items: Sequence[PersonFace]
+    ) -> list[Face | FaceSearchError | None]:
+        """Bulk enrolment (``facesearch enroll``): analysed faces of persons by external id, written
+        in one transaction, a person created at its first face; per item the stored face, its
+        refusal (face limit, bad data), or None when the person already has that very photo."""
+        return self.enroller.enroll_batch(self.catalogue.resolve(collection), items)
+
+    def photo_hashes(self, collection: CollectionRef, external_id: str) -> set[str] | None:
+        """SHA-256 of every photo enrolled for the person with this external id (None: no such person)."""
+        return self.store.photo_hashes(self.catalogue.resolve(collection).pk, external_id)
 
     # --- search -----------------------------------------------------------------------
 

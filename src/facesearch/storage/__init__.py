@@ -2,7 +2,7 @@
 
 from facesearch.domain import DEFAULT_GROUP
 from facesearch.storage.db import create_engine_for, migrate
-from facesearch.storage.records import ApiKeyRecord, Change, FaceBatch, NewFace
+from facesearch.storage.records import ApiKeyRecord, Change, FaceBatch, NewFace, PersonFace
 from facesearch.storage.repository import Store, open_store
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Change",
     "FaceBatch",
     "NewFace",
+    "PersonFace",
     "Store",
     "create_engine_for",
     "migrate",

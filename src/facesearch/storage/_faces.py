@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from facesearch.domain import DEFAULT_GROUP, Box, Face, face_limit_reached
-from facesearch.errors import Conflict, NotFound, ValidationError
-from facesearch.storage._base import Ref, StoreBase, check_json_object, check_text, chunks
+from facesearch.domain import DEFAULT_GROUP, Box, Face, check_label, face_limit_reached
+from facesearch.errors import Conflict, FaceSearchError, NotFound, ValidationError
+from facesearch.storage._base import NO_SYNC, Ref, StoreBase, check_json_object, check_text, chunks
 from facesearch.storage.records import (
     OP_ADD_FACE,
     OP_REMOVE_FACE,
@@ -20,6 +20,7 @@ from facesearch.storage.records import (
     Change,
     FaceBatch,
     NewFace,
+    PersonFace,
     decode_embedding,
     decode_embeddings,
     encode_embedding,
@@ -115,9 +116,148 @@ class FacesMixin(StoreBase):
             row = self._insert_face(s, coll, person, face)
             return self._to_face(row, person.uid, coll.uid)
 
-    def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace:
-        """Insert a face row and its 'add_face' log entry inside the caller's transaction."""
-        data, dim = encode_embedding(face.embedding)
+    def enroll_faces(
+        self, collection_id: Ref, items: Sequence[PersonFace], *, max_faces: int | None = None
+    ) -> list[Face | FaceSearchError | None]:
+        """Store faces of persons named by external id in ONE write transaction, creating a person
+        (in no group) at its first stored face: what ``create_person`` and ``add_face`` do one
+        request at a time, for a folder enrolled in bulk (``facesearch enroll``).
+
+        Every rule is checked in order before anything is written, against the data read in this
+        transaction plus the faces before it in ``items``: a face refused (FaceLimitReached at
+        ``max_faces``, a ValidationError) is returned in its place and not written; None in its
+        place means the person already has a face from the same image bytes (nothing written).
+        Then the persons, faces and change-log entries are inserted in bulk (a few statements per
+        batch instead of about twenty per face): all of them commit, or none does.
+        """
+        out: list[Face | FaceSearchError | None] = [None] * len(items)
+        with self._write() as s:
+            coll = self._collection(s, collection_id)
+            dim = s.scalar(select(DbFace.dim).where(DbFace.collection_id == coll.id).limit(1))
+            persons: dict[str, tuple[int, str]] = {}  # external id -> (pk, uid), existing persons
+            for part in chunks(list(dict.fromkeys(item.external_id for item in items))):
+                stmt = select(DbPerson.external_id, DbPerson.id, DbPerson.uid).where(
+                    DbPerson.collection_id == coll.id, DbPerson.external_id.in_(part)
+                )
+                persons.update((ext, (pk, uid)) for ext, pk, uid in s.execute(stmt))
+            by_pk = {pk: ext for ext, (pk, _) in persons.items()}
+            counts: dict[str, int] = dict.fromkeys(persons, 0)
+            hashes: dict[str, set[str]] = {ext: set() for ext in persons}
+            for pks in chunks(list(by_pk)):
+                stmt2 = select(DbFace.person_id, DbFace.content_hash).where(DbFace.person_id.in_(pks))
+                for pk, digest in s.execute(stmt2):
+                    counts[by_pk[pk]] += 1
+                    if digest is not None:
+                        hashes[by_pk[pk]].add(digest)
+            created: dict[str, dict[str, Any]] = {}  # external id -> the new person's row
+            planned: list[tuple[int, str, dict[str, Any]]] = []  # item index, external id, face row
+            for i, item in enumerate(items):
+                ext, face = item.external_id, item.face
+                try:
+                    if ext not in persons and ext not in created:
+                        created[ext] = {
+                            "uid": new_uid("per_"),
+                            "collection_id": coll.id,
+                            "external_id": check_label(ext, "external_id", 255, allow_empty=False),
+                            "name": check_label(item.name, "name", 255),
+                            "meta": {},
+                        }
+                        counts[ext], hashes[ext] = 0, set()
+                    values = self._face_values(coll, face, dim)
+                    if face.content_hash is not None and face.content_hash in hashes[ext]:
+                        continue  # this very photo is already the person's: None
+                    uid = persons[ext][1] if ext in persons else created[ext]["uid"]
+                    if max_faces is not None and counts[ext] >= max_faces:
+                        raise face_limit_reached(uid, counts[ext], max_faces)
+                except FaceSearchError as exc:
+                    out[i] = exc
+                    continue
+                counts[ext] += 1
+                if face.content_hash is not None:
+                    hashes[ext].add(face.content_hash)
+                dim = values["dim"]
+                planned.append((i, ext, values))
+            if planned:
+                self._insert_planned(s, coll, items, persons, created, planned, out)
+        return out
+
+    def _insert_planned(
+        self,
+        s: Session,
+        coll: DbCollection,
+        items: Sequence[PersonFace],
+        persons: dict[str, tuple[int, str]],
+        created: dict[str, dict[str, Any]],
+        planned: list[tuple[int, str, dict[str, Any]]],
+        out: list[Face | FaceSearchError | None],
+    ) -> None:
+        """The bulk inserts of ``enroll_faces``: new persons (with their 'set_groups' entries,
+        before any of their faces), faces, sealed sources, then one 'add_face' entry per face."""
+        now = utcnow()
+        used = {ext for _, ext, _ in planned}
+        new_rows = [dict(row, created_at=now, updated_at=now) for ext, row in created.items() if ext in used]
+        self._log_lock(s)
+        if new_rows:
+            new_ids = s.scalars(
+                insert(DbPerson).returning(DbPerson.id, sort_by_parameter_order=True), new_rows
+            ).all()
+            for row, pk in zip(new_rows, new_ids, strict=True):
+                persons[row["external_id"]] = (int(pk), row["uid"])
+            groups = {"groups": [DEFAULT_GROUP]}
+            log = [
+                {"op": OP_SET_GROUPS, "collection_id": coll.id, "person_id": int(pk), "payload": groups}
+                for pk in new_ids
+            ]
+            s.execute(insert(DbChange), [dict(entry, created_at=now) for entry in log])
+        face_rows = [
+            dict(values, person_id=persons[ext][0], collection_id=coll.id, created_at=now)
+            for _, ext, values in planned
+        ]
+        face_ids = s.scalars(
+            insert(DbFace).returning(DbFace.id, sort_by_parameter_order=True), face_rows
+        ).all()
+        sources = [
+            {"face_id": int(fid), "data": bytes(source), "created_at": now}
+            for fid, (i, _, _) in zip(face_ids, planned, strict=True)
+            if (source := items[i].face.source) is not None
+        ]
+        if sources:
+            s.execute(insert(DbFaceSource), sources)
+        s.execute(
+            update(DbPerson).where(DbPerson.id.in_({persons[ext][0] for ext in used})).values(updated_at=now),
+            execution_options=NO_SYNC,
+        )
+        s.execute(
+            insert(DbChange),
+            [
+                {
+                    "op": OP_ADD_FACE,
+                    "collection_id": coll.id,
+                    "face_id": int(fid),
+                    "person_id": row["person_id"],
+                    "payload": {"pack": row["pack"], "dim": row["dim"]},
+                    "created_at": now,
+                }
+                for fid, row in zip(face_ids, face_rows, strict=True)
+            ],
+        )
+        for i, ext, values in planned:
+            box = Box(values["box_left"], values["box_top"], values["box_width"], values["box_height"])
+            out[i] = Face(
+                id=values["uid"],
+                person_id=persons[ext][1],
+                collection_id=coll.uid,
+                pack=values["pack"],
+                box=box,
+                quality=dict(values["quality"]),
+                created_at=now,
+            )
+
+    def _face_values(self, coll: DbCollection, face: NewFace, dim: int | None) -> dict[str, Any]:
+        """A face row's values (no person yet), checked: the pack is the collection's, the
+        dimension is ``dim`` (the collection's faces'; None when it has none yet), a positive box,
+        a JSON quality record, thumbnail bytes, a content hash of at most 64 characters."""
+        data, got = encode_embedding(face.embedding)
         box = _check_box(face.box)
         qual = check_json_object(face.quality or {}, "quality")
         thumbnail = face.thumbnail
@@ -125,43 +265,48 @@ class FacesMixin(StoreBase):
             raise ValidationError("thumbnail must be bytes", field="thumbnail")
         if face.content_hash is not None:
             check_text(face.content_hash, "content_hash", 64, allow_empty=False)
-        pack = face.pack
-        content_hash = face.content_hash
-        if pack != coll.pack:
+        if face.pack != coll.pack:
             raise ValidationError(
-                f"pack {pack!r} is not the collection's pack {coll.pack!r}",
+                f"pack {face.pack!r} is not the collection's pack {coll.pack!r}",
                 field="pack",
                 details={"collection": coll.name},
             )
-        known = s.scalar(select(DbFace.dim).where(DbFace.collection_id == coll.id).limit(1))
-        if known is not None and known != dim:
+        if dim is not None and dim != got:
             raise ValidationError(
-                f"embedding has {dim} values, the collection's faces have {known}",
+                f"embedding has {got} values, the collection's faces have {dim}",
                 field="embedding",
                 details={"collection": coll.name},
             )
-        row = DbFace(
-            uid=new_uid("fac_"),
-            person_id=person.id,
-            collection_id=coll.id,
-            pack=pack,
-            dim=dim,
-            embedding=data,
-            box_left=int(box.left),
-            box_top=int(box.top),
-            box_width=int(box.width),
-            box_height=int(box.height),
-            quality=qual,
-            thumbnail=bytes(thumbnail) if thumbnail is not None else None,
-            content_hash=content_hash,
-        )
+        return {
+            "uid": new_uid("fac_"),
+            "pack": face.pack,
+            "dim": got,
+            "embedding": data,
+            "box_left": int(box.left),
+            "box_top": int(box.top),
+            "box_width": int(box.width),
+            "box_height": int(box.height),
+            "quality": qual,
+            "thumbnail": bytes(thumbnail) if thumbnail is not None else None,
+            "content_hash": face.content_hash,
+        }
+
+    def _insert_face(self, s: Session, coll: DbCollection, person: DbPerson, face: NewFace) -> DbFace:
+        """Insert a face row and its 'add_face' log entry inside the caller's transaction."""
+        known = s.scalar(select(DbFace.dim).where(DbFace.collection_id == coll.id).limit(1))
+        row = DbFace(person_id=person.id, collection_id=coll.id, **self._face_values(coll, face, known))
         s.add(row)
         person.updated_at = utcnow()
         s.flush()
         if face.source is not None:
             s.add(DbFaceSource(face_id=row.id, data=bytes(face.source)))
         self._log(
-            s, OP_ADD_FACE, coll.id, face_id=row.id, person_id=person.id, payload={"pack": pack, "dim": dim}
+            s,
+            OP_ADD_FACE,
+            coll.id,
+            face_id=row.id,
+            person_id=person.id,
+            payload={"pack": row.pack, "dim": row.dim},
         )
         return row
 
@@ -275,6 +420,21 @@ class FacesMixin(StoreBase):
             person = self._person(s, coll, person_id).id if person_id is not None else None
             found = _same_photo(s, coll.id, person, content_hash)
             return found[0][1] if found else None
+
+    def photo_hashes(self, collection_id: Ref, external_id: str) -> set[str] | None:
+        """The content hashes of the faces of the person with this external id (None: no such
+        person in the collection): one query where ``find_face_by_hash`` takes one per photo."""
+        with self._read() as s:
+            coll = self._collection(s, collection_id)
+            pk = s.scalar(
+                select(DbPerson.id).where(
+                    DbPerson.collection_id == coll.id, DbPerson.external_id == external_id
+                )
+            )
+            if pk is None:
+                return None
+            stmt = select(DbFace.content_hash).where(DbFace.person_id == pk, DbFace.content_hash.is_not(None))
+            return {str(h) for h in s.scalars(stmt)}
 
     # --- change log ---------------------------------------------------------------
 

@@ -71,6 +71,16 @@ class NewFace:
     source: bytes | None = None  # the sealed face source (keep_source), stored beside the face
 
 
+@dataclass(frozen=True)
+class PersonFace:
+    """A face to store for the person with this external id (created, with ``name``, at its
+    first face): one item of ``enroll_faces``."""
+
+    external_id: str
+    name: str
+    face: NewFace
+
+
 class FaceBatch(NamedTuple):
     """Faces of one collection for a full index rebuild; unpacks as a 4-tuple."""
 
