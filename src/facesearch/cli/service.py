@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -173,39 +174,153 @@ class EnrolReport:
     stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: finish what is in flight
 
 
-def _enrol_person(svc: Any, collection: Any, folder: Path, report: EnrolReport, tick: Any) -> None:
-    external_id = folder.name
-    found, _ = svc.list_persons(collection, external_id=external_id, limit=1)
-    person = found[0] if found else None
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    refused_here = 0
-    for photo in photos:
-        if report.stop.is_set():
+#: Analysed photos written to SQL in one transaction (`FaceSearch.enroll_faces`): one commit per
+#: batch instead of per photo (bench/enrol_cli.py). A batch is also written once its oldest photo
+#: has waited BATCH_WAIT_S, so a slow folder still commits as it goes.
+BATCH = 32
+BATCH_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Photo:
+    external_id: str
+    path: Path
+
+
+class _KnownPhotos:
+    """The photo hashes already enrolled per external id, read once per person (by the analysis
+    threads, so a re-run skips a photo before it is analysed)."""
+
+    def __init__(self, svc: Any, collection: Any) -> None:
+        self._svc, self._collection = svc, collection
+        self._hashes: dict[str, set[str] | None] = {}
+        self._lock = threading.Lock()
+
+    def of(self, external_id: str) -> set[str] | None:
+        with self._lock:
+            if external_id in self._hashes:
+                return self._hashes[external_id]
+        found = self._svc.photo_hashes(self._collection, external_id)
+        with self._lock:
+            return self._hashes.setdefault(external_id, found)
+
+    def person_existed(self, external_id: str) -> bool:
+        with self._lock:
+            return self._hashes.get(external_id) is not None
+
+
+def _analyse(svc: Any, collection: Any, photo: _Photo, known: _KnownPhotos) -> Any:
+    """The analysed face of one photo (NewFace), None when the person already has this photo, or
+    the FaceSearchError that refuses it."""
+    import hashlib
+
+    try:
+        data = read_photo(photo.path, svc.settings.max_upload_bytes)
+        if hashlib.sha256(data).hexdigest() in (known.of(photo.external_id) or ()):
+            return None
+        return svc.analyse_photo(collection, data)
+    except FaceSearchError as exc:
+        return exc
+
+
+class _Enrolment:
+    """One `facesearch enroll` run: photos analysed in a thread pool (two in flight per worker
+    process, so a worker never waits for SQL), written by the calling thread in batches."""
+
+    def __init__(self, svc: Any, collection: Any, report: EnrolReport, tick: Any, threads: int) -> None:
+        self.svc, self.collection, self.report, self.tick = svc, collection, report, tick
+        self.threads = threads
+        self.known = _KnownPhotos(svc, collection)
+        self.batch: list[tuple[_Photo, Any]] = []
+        self.batch_since = 0.0
+        self.photos: dict[str, int] = {}  # photos per external id
+        self.refused: dict[str, int] = {}  # refused photos per external id
+        self.stored: set[str] = set()  # external ids with a face stored by this run
+
+    def run(self, photos: list[_Photo]) -> None:
+        """Enrol every photo; on Ctrl-C (report.stop) finish the photos in flight and write them."""
+        from collections import deque
+        from concurrent.futures import Future, wait
+
+        for photo in photos:
+            self.photos[photo.external_id] = self.photos.get(photo.external_id, 0) + 1
+        todo = iter(photos)
+        pending: deque[tuple[_Photo, Future[Any]]] = deque()
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+
+            def refill() -> None:
+                while len(pending) < 2 * self.threads and not self.report.stop.is_set():
+                    photo = next(todo, None)
+                    if photo is None:
+                        return
+                    job = pool.submit(_analyse, self.svc, self.collection, photo, self.known)
+                    pending.append((photo, job))
+
+            try:
+                refill()
+                while pending:
+                    photo, future = pending[0]
+                    if self.batch and not future.done():  # commit what waits, if this takes long
+                        left = BATCH_WAIT_S - (time.monotonic() - self.batch_since)
+                        if not wait([future], timeout=max(0.0, left)).done:
+                            self.write()
+                    self.take(photo, future.result())
+                    pending.popleft()
+                    refill()
+            except KeyboardInterrupt:
+                self.report.stop.set()  # the photos in flight are finished and written
+                for photo, future in pending:
+                    if not future.cancel():
+                        self.take(photo, future.result())
+                raise
+            finally:
+                self.write()
+        for external_id, n in self.photos.items():
+            if self.refused.get(external_id, 0) == n and external_id not in self.stored:
+                if not self.known.person_existed(external_id):
+                    self.report.not_enrolled.append(external_id)
+
+    def take(self, photo: _Photo, result: Any) -> None:
+        """One analysed photo: skipped, refused, or queued for the next batch."""
+        if result is None:
+            with self.report.lock:
+                self.report.skipped += 1
+        elif isinstance(result, FaceSearchError):
+            self.refuse(photo, result)
+        else:
+            if not self.batch:
+                self.batch_since = time.monotonic()
+            self.batch.append((photo, result))
+            if len(self.batch) >= BATCH:
+                self.write()
+            return  # counted (and ticked) when written
+        self.tick()
+
+    def refuse(self, photo: _Photo, exc: FaceSearchError) -> None:
+        reason = str(exc.details.get("reason", exc.message))
+        self.refused[photo.external_id] = self.refused.get(photo.external_id, 0) + 1
+        with self.report.lock:
+            self.report.refused.append((str(photo.path), exc.code, reason))
+
+    def write(self) -> None:
+        """Commit the queued faces in one transaction (a person is created at its first face)."""
+        from facesearch.storage import PersonFace
+
+        if not self.batch:
             return
-        try:
-            data = read_photo(photo, svc.settings.max_upload_bytes)
-            if person is not None and svc.photo_enrolled(collection, person.id, data):
-                with report.lock:
-                    report.skipped += 1
-                continue
-            if person is None:
-                person = svc.create_person(
-                    collection, external_id=external_id, name=external_id.replace("_", " "), images=[data]
-                )
+        batch, self.batch = self.batch, []
+        items = [PersonFace(p.external_id, p.external_id.replace("_", " "), face) for p, face in batch]
+        for (photo, _), done in zip(batch, self.svc.enroll_faces(self.collection, items), strict=True):
+            if done is None:
+                with self.report.lock:
+                    self.report.skipped += 1
+            elif isinstance(done, FaceSearchError):
+                self.refuse(photo, done)
             else:
-                svc.add_face(collection, person.id, data)
-            with report.lock:
-                report.enrolled += 1
-        except FaceSearchError as exc:
-            reason = str(exc.details.get("reason", exc.message))
-            refused_here += 1
-            with report.lock:
-                report.refused.append((str(photo), exc.code, reason))
-        finally:
-            tick()
-    if person is None and photos and refused_here == len(photos):
-        with report.lock:
-            report.not_enrolled.append(external_id)
+                self.stored.add(photo.external_id)
+                with self.report.lock:
+                    self.report.enrolled += 1
+            self.tick()
 
 
 #: Refused photos listed on the terminal; the rest are in the report file.
@@ -263,18 +378,15 @@ def enroll(
             def tick() -> None:
                 progress.advance(task)
 
-            # Two persons in flight per worker: while one thread writes its photo to SQL, the
-            # worker already analyses the next (bench/enrol_cli.py: 1 worker 22 -> 30 photos/s).
-            with ThreadPoolExecutor(max_workers=n_workers * 2) as pool:
-                futures = [pool.submit(_enrol_person, svc, coll, p, report, tick) for p in people]
-                try:
-                    for future in futures:
-                        future.result()
-                except KeyboardInterrupt:
-                    interrupted = True
-                    report.stop.set()  # each person stops after the photo in flight
-                    for future in futures:
-                        future.cancel()
+            photos = [
+                _Photo(p.name, f)
+                for p in people
+                for f in sorted(f for f in p.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)
+            ]
+            try:
+                _Enrolment(svc, coll, report, tick, threads=n_workers * 2).run(photos)
+            except KeyboardInterrupt:
+                interrupted = True
     finally:
         svc.follower.defer_writes = False
         try:
