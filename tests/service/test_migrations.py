@@ -112,6 +112,22 @@ def test_sources_are_sealed_beside_each_face(svc: FaceSearch) -> None:
         SourceSeal("too short")
 
 
+def test_faces_added_later_and_in_bulk_keep_their_sources(svc: FaceSearch) -> None:
+    from facesearch.storage import PersonFace
+
+    def sealed() -> int:
+        with svc.store._read() as s:
+            return len(list(s.scalars(select(DbFaceSource.face_id))))
+
+    svc.add_face("staff", "alice", person_photo(*ALICE, 5))  # POST .../faces used to drop it
+    assert sealed() == 7
+    new = svc.analyse_photo("staff", person_photo(*DORA, 2))
+    assert new.source is not None
+    done = svc.enroll_faces("staff", [PersonFace("dora", "dora", new)])  # facesearch enroll
+    assert done[0] is not None and sealed() == 8
+    assert svc.start_migration("staff", "fake2").record.total == 8  # every face can be migrated
+
+
 def test_keep_source_needs_the_key(tmp_path: Path) -> None:
     svc = open_svc(tmp_path, key=None)
     try:

@@ -173,6 +173,7 @@ class Enroller:
             new.thumbnail,
             new.content_hash,
             max_faces=int(coll.setting("max_faces_per_person")),
+            source=new.source,
         )
         self.follower.after_write()
         return stored

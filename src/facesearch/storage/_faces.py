@@ -92,8 +92,10 @@ class FacesMixin(StoreBase):
         content_hash: str | None = None,
         *,
         max_faces: int | None = None,
+        source: bytes | None = None,
     ) -> Face:
-        """Store a face and its 'add_face' log entry in one transaction.
+        """Store a face (with its sealed ``source`` when given) and its 'add_face' log entry in one
+        transaction.
 
         ValidationError when the pack is not the collection's or the dimension differs
         from the faces already there; FaceLimitReached when the person already has
@@ -102,7 +104,7 @@ class FacesMixin(StoreBase):
         checked inside the write transaction, so they hold for concurrent calls.
         """
         face = NewFace(
-            pack, np.asarray(embedding, dtype=np.float32), box, quality or {}, thumbnail, content_hash
+            pack, np.asarray(embedding, dtype=np.float32), box, quality or {}, thumbnail, content_hash, source
         )
         with self._write() as s:
             coll = self._collection(s, collection_id)
