@@ -104,3 +104,29 @@ def test_migration_renders_for_postgresql(capsys: pytest.CaptureFixture[str]) ->
     for table in TABLES:
         assert f"CREATE TABLE {table} (" in sql
     assert "seq SERIAL NOT NULL" in sql and "TIMESTAMP WITH TIME ZONE" in sql and "BYTEA" in sql
+
+
+def test_the_head_shortcut_names_alembics_head_and_older_databases_still_upgrade(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from facesearch.storage.db import HEAD_REVISION
+
+    # A new migration must raise HEAD_REVISION, or databases would skip it.
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
+    path = tmp_path / "old.db"
+    engine = create_engine_for(f"sqlite:///{path}")
+    command.upgrade(alembic_config(f"sqlite:///{path}"), "0006")
+    assert current_revision(engine) == "0006"
+    migrate(engine)  # not at head: Alembic runs
+    assert current_revision(engine) == HEAD_REVISION
+    engine.dispose()
+    # At head, opening the store does not import Alembic at all.
+    code = (
+        "import sys; from facesearch.storage import open_store; "
+        f"open_store('sqlite:///{path}').close(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -23,15 +23,20 @@ failure to retry. Reads do not take it and run concurrently.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import StaticPool
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The newest revision in ``migrations/versions`` (a test checks it against Alembic's head): a
+#: database already there is opened without importing Alembic, ~0.15 s off every CLI command.
+HEAD_REVISION = "0007"
 
 #: Execution option marking a transaction that will write (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "facesearch_write"
@@ -118,6 +123,8 @@ def alembic_config(url: str | None = None) -> Config:
     With ``url`` it also works for Alembic commands run by hand, for example
     ``command.revision(alembic_config("sqlite:///data/facesearch.db"), "msg", autogenerate=True)``.
     """
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -131,6 +138,10 @@ def migrate(engine: Engine) -> None:
     Runs in one transaction (SQLite and PostgreSQL both have transactional DDL), serialised
     against other processes migrating the same database at the same time.
     """
+    if _at_head(engine):
+        return
+    from alembic import command
+
     cfg = alembic_config()
     with engine.connect() as conn:
         conn = conn.execution_options(**{WRITE_OPTION: True})
@@ -139,6 +150,17 @@ def migrate(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database records exactly ``HEAD_REVISION`` (False when it has no version
+    table yet, or any other revision: then Alembic runs and decides)."""
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except SQLAlchemyError:
+        return False
+    return list(versions) == [HEAD_REVISION]
 
 
 def current_revision(engine: Engine) -> str | None:
