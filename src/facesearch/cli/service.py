@@ -281,19 +281,28 @@ class _Enrolment:
                     self.report.not_enrolled.append(external_id)
 
     def take(self, photo: _Photo, result: Any) -> None:
-        """One analysed photo: skipped, refused, or queued for the next batch."""
-        if result is None:
+        """One analysed photo: queued for the next batch, or settled now (skipped, refused)."""
+        if result is None or isinstance(result, FaceSearchError):
+            self.settle(photo, result)
+            return
+        if not self.batch:
+            self.batch_since = time.monotonic()
+        self.batch.append((photo, result))
+        if len(self.batch) >= BATCH:
+            self.write()
+
+    def settle(self, photo: _Photo, outcome: Any) -> None:
+        """Count a photo's outcome and tick: None skipped (already enrolled), a FaceSearchError
+        refused, anything else a stored face."""
+        if outcome is None:
             with self.report.lock:
                 self.report.skipped += 1
-        elif isinstance(result, FaceSearchError):
-            self.refuse(photo, result)
+        elif isinstance(outcome, FaceSearchError):
+            self.refuse(photo, outcome)
         else:
-            if not self.batch:
-                self.batch_since = time.monotonic()
-            self.batch.append((photo, result))
-            if len(self.batch) >= BATCH:
-                self.write()
-            return  # counted (and ticked) when written
+            self.stored.add(photo.external_id)
+            with self.report.lock:
+                self.report.enrolled += 1
         self.tick()
 
     def refuse(self, photo: _Photo, exc: FaceSearchError) -> None:
@@ -311,16 +320,7 @@ class _Enrolment:
         batch, self.batch = self.batch, []
         items = [PersonFace(p.external_id, p.external_id.replace("_", " "), face) for p, face in batch]
         for (photo, _), done in zip(batch, self.svc.enroll_faces(self.collection, items), strict=True):
-            if done is None:
-                with self.report.lock:
-                    self.report.skipped += 1
-            elif isinstance(done, FaceSearchError):
-                self.refuse(photo, done)
-            else:
-                self.stored.add(photo.external_id)
-                with self.report.lock:
-                    self.report.enrolled += 1
-            self.tick()
+            self.settle(photo, done)
 
 
 #: Refused photos listed on the terminal; the rest are in the report file.
