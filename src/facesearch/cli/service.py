@@ -170,7 +170,6 @@ class EnrolReport:
     skipped: int = 0
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # path, code, reason
     not_enrolled: list[str] = field(default_factory=list)  # folders whose every photo was refused
-    lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: finish what is in flight
 
 
@@ -225,7 +224,8 @@ def _analyse(svc: Any, collection: Any, photo: _Photo, known: _KnownPhotos) -> A
 
 class _Enrolment:
     """One `facesearch enroll` run: photos analysed in a thread pool (two in flight per worker
-    process, so a worker never waits for SQL), written by the calling thread in batches."""
+    process, so a worker never waits for SQL), written by the calling thread in batches. Only the
+    calling thread touches the report and the counts (the pool's threads only analyse)."""
 
     def __init__(self, svc: Any, collection: Any, report: EnrolReport, tick: Any, threads: int) -> None:
         self.svc, self.collection, self.report, self.tick = svc, collection, report, tick
@@ -235,7 +235,6 @@ class _Enrolment:
         self.batch_since = 0.0
         self.photos: dict[str, int] = {}  # photos per external id
         self.refused: dict[str, int] = {}  # refused photos per external id
-        self.stored: set[str] = set()  # external ids with a face stored by this run
 
     def run(self, photos: list[_Photo]) -> None:
         """Enrol every photo; on Ctrl-C (report.stop) finish the photos in flight and write them."""
@@ -276,7 +275,7 @@ class _Enrolment:
             finally:
                 self.write()
         for external_id, n in self.photos.items():
-            if self.refused.get(external_id, 0) == n and external_id not in self.stored:
+            if self.refused.get(external_id, 0) == n:  # every photo refused: nothing stored
                 if not self.known.person_existed(external_id):
                     self.report.not_enrolled.append(external_id)
 
@@ -295,21 +294,17 @@ class _Enrolment:
         """Count a photo's outcome and tick: None skipped (already enrolled), a FaceSearchError
         refused, anything else a stored face."""
         if outcome is None:
-            with self.report.lock:
-                self.report.skipped += 1
+            self.report.skipped += 1
         elif isinstance(outcome, FaceSearchError):
             self.refuse(photo, outcome)
         else:
-            self.stored.add(photo.external_id)
-            with self.report.lock:
-                self.report.enrolled += 1
+            self.report.enrolled += 1
         self.tick()
 
     def refuse(self, photo: _Photo, exc: FaceSearchError) -> None:
         reason = str(exc.details.get("reason", exc.message))
         self.refused[photo.external_id] = self.refused.get(photo.external_id, 0) + 1
-        with self.report.lock:
-            self.report.refused.append((str(photo.path), exc.code, reason))
+        self.report.refused.append((str(photo.path), exc.code, reason))
 
     def write(self) -> None:
         """Commit the queued faces in one transaction (a person is created at its first face)."""
@@ -357,7 +352,11 @@ def enroll(
     if not folder.is_dir():
         raise ValidationError(f"no such folder: {folder}", field="folder")
     people = sorted(p for p in folder.iterdir() if p.is_dir())
-    total = sum(1 for p in people for f in p.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)
+    photos = [
+        _Photo(p.name, f)
+        for p in people
+        for f in sorted(f for f in p.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)
+    ]
     settings = settings_for(data_dir)
     n_workers = workers or settings.workers or 1
     svc = open_service(data_dir, workers=n_workers)
@@ -373,16 +372,11 @@ def enroll(
 
         # On stderr: stdout is for the summary (or the JSON of --json).
         with Progress(*columns, transient=False, console=Console(stderr=True)) as progress:
-            task = progress.add_task("enrol", total=total)
+            task = progress.add_task("enrol", total=len(photos))
 
             def tick() -> None:
                 progress.advance(task)
 
-            photos = [
-                _Photo(p.name, f)
-                for p in people
-                for f in sorted(f for f in p.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)
-            ]
             try:
                 _Enrolment(svc, coll, report, tick, threads=n_workers * 2).run(photos)
             except KeyboardInterrupt:

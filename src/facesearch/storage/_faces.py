@@ -168,8 +168,8 @@ class FacesMixin(StoreBase):
                     values = self._face_values(coll, face, dim)
                     if face.content_hash is not None and face.content_hash in hashes[ext]:
                         continue  # this very photo is already the person's: None
-                    uid = persons[ext][1] if ext in persons else created[ext]["uid"]
                     if max_faces is not None and counts[ext] >= max_faces:
+                        uid = persons[ext][1] if ext in persons else created[ext]["uid"]
                         raise face_limit_reached(uid, counts[ext], max_faces)
                 except FaceSearchError as exc:
                     out[i] = exc
@@ -244,16 +244,7 @@ class FacesMixin(StoreBase):
             ],
         )
         for i, ext, values in planned:
-            box = Box(values["box_left"], values["box_top"], values["box_width"], values["box_height"])
-            out[i] = Face(
-                id=values["uid"],
-                person_id=persons[ext][1],
-                collection_id=coll.uid,
-                pack=values["pack"],
-                box=box,
-                quality=dict(values["quality"]),
-                created_at=now,
-            )
+            out[i] = self._to_face(DbFace(**values, created_at=now), persons[ext][1], coll.uid)
 
     def _face_values(self, coll: DbCollection, face: NewFace, dim: int | None) -> dict[str, Any]:
         """A face row's values (no person yet), checked: the pack is the collection's, the
